@@ -1,0 +1,3 @@
+from sft.cli import main
+
+main()

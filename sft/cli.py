@@ -1,0 +1,174 @@
+"""The `sft` command line: parse options, build the config, call one function a command.
+
+TensorFlow is imported inside the commands that need it, so `sft --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from sft import __version__
+from sft.errors import SftError
+
+
+class _Group(click.Group):
+    """Turns `SftError`s into one line on stderr and their exit code; no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SftError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.epochs=2."
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sft")
+def main():
+    """Fine-tune TF Hub BERT encoders into intent, dialogue-act and sentiment classifiers."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    logger = logging.getLogger("sft")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--out", type=click.Path(file_okay=False), help="Prepared-data folder [default: data.prepared_dir].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing prepared-data folder.")
+def prepare(config_path, overrides, out, overwrite):
+    """Clean, de-duplicate and split raw dialogue CSVs into a prepared-data folder."""
+    from sft.config import load_config
+    from sft.data.prepare import prepare as run_prepare
+
+    config = load_config(config_path, overrides)
+    out = out or config.data.prepared_dir
+    report = run_prepare(config.data, out, overwrite=overwrite)
+    click.echo(
+        f"prepared {out}: {report['rows_read']} rows read, {report['duplicates_removed']} duplicates removed, "
+        f"{report['labels']} labels; train/validation/test = "
+        + "/".join(str(report["examples"][s]) for s in ("train", "validation", "test")),
+        err=True,
+    )
+
+
+@main.command()
+@config_option
+@set_option
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Prepared-data folder [default: data.prepared_dir].")
+@click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory [default: train.run_dir].")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start again.")
+def train(config_path, overrides, data_dir, run_dir, resume, overwrite):
+    """Fine-tune the encoder and a classification head on prepared data."""
+    from sft.config import load_config
+    from sft.errors import ConfigError
+    from sft.rundir import RunDir
+
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    if resume:
+        if not run_dir and not config_path:
+            raise ConfigError("--resume needs --run-dir (or the --config that names train.run_dir)")
+        run = RunDir.open(run_dir or load_config(config_path, overrides).train.run_dir)
+        config = run.config()  # a resumed run keeps the experiment it started with
+        data = Path(data_dir or run.run_info()["data_dir"])
+    else:
+        if not config_path:
+            raise ConfigError("sft train needs --config FILE (see configs/)")
+        config = load_config(config_path, overrides)
+        data = Path(data_dir or config.data.prepared_dir)
+        if not (data / "labels.json").is_file():
+            raise ConfigError(f"'{data}' is not a prepared-data folder: run `sft prepare --config {config_path}` first")
+        run = RunDir.create(run_dir or config.train.run_dir, overwrite=overwrite)
+
+    from sft.train import train as run_train
+
+    summary = run_train(config, data, run, resume=resume)
+    click.echo(json.dumps(summary), err=True)
+    click.echo(f"run directory: {run.path}", err=True)
+
+
+@main.command()
+@click.option("--run-dir", "run_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
+              help="A run directory written by `sft train`.")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "validation", "test"]))
+@click.option("--data", "data_file", type=click.Path(dir_okay=False), help="A prepared .jsonl file instead of a split.")
+@click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]),
+              help="Which weights to score: best on validation, or after the last epoch.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+def evaluate(run_dirs, split, data_file, which, as_json):
+    """Accuracy, precision, recall, F1 and the confusion matrix of a trained run."""
+    from sft.evaluate import evaluate as run_evaluate, format_table
+    from sft.rundir import RunDir
+
+    for run_dir in run_dirs:
+        metrics = run_evaluate(RunDir.open(run_dir), split=split, data_file=data_file, which=which)
+        click.echo(json.dumps(metrics, indent=2) if as_json else format_table(metrics))
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="A run directory written by `sft train`.")
+@click.option("--text", "texts", multiple=True, help="A text to classify (repeatable).")
+@click.option("--input", "input_file", type=click.File("r", encoding="utf-8"),
+              help="A file with one text a line, or '-' for standard input.")
+@click.option("--top-k", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout: one object an input, in input order.")
+def predict(run_dir, texts, input_file, top_k, as_json):
+    """Label and probability for each input text."""
+    from sft.predict import load_trained, predict_texts
+    from sft.rundir import RunDir
+
+    texts = list(texts) + ([line.rstrip("\n") for line in input_file if line.strip()] if input_file else [])
+    if not texts:
+        raise click.UsageError("give --text or --input")
+    trained = load_trained(RunDir.open(run_dir))
+    for result in predict_texts(trained, texts, top_k=top_k):
+        if as_json:
+            click.echo(json.dumps(result, ensure_ascii=False))
+        else:
+            click.echo(f"{result['label']}\t{result['confidence']:.4f}\t{result['text']}")
+
+
+@main.group()
+def hub():
+    """TF Hub-format models: export checkpoints, materialise bundled models."""
+
+
+@hub.command("export")
+@click.option("--checkpoint", required=True, type=click.Path(file_okay=False),
+              help="A BERT checkpoint folder: config.json, model.safetensors, vocab.txt.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Writes OUT/encoder and OUT/preprocessor.")
+def hub_export(checkpoint, out):
+    """Convert a BERT checkpoint into TF Hub-format encoder and preprocessor SavedModels."""
+    from sft.hub.export import export_checkpoint
+
+    click.echo(str(export_checkpoint(checkpoint, out)))
+
+
+@hub.command("fetch")
+@click.argument("handle")
+def hub_fetch(handle):
+    """Materialise a bundled:<name> handle into the cache and print its folder."""
+    from sft.errors import HubError
+    from sft.hub.resolve import materialise_bundled
+
+    if not handle.startswith("bundled:"):
+        raise HubError(f"'{handle}' is not a bundled:<name> handle")
+    click.echo(str(materialise_bundled(handle.removeprefix("bundled:"))))

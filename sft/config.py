@@ -1,0 +1,219 @@
+"""The experiment configuration: a frozen dataclass tree built once at the CLI edge.
+
+Layers apply in order: the defaults below, then the YAML file, then `--set a.b=c`
+overrides (values typed the way YAML types scalars). Validation happens here,
+before any TensorFlow work, and every error names the key's full path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from sft.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which raw columns hold what; names are matched after trimming white space."""
+
+    text: str = "text"
+    label: str = "label"
+    dialogue_id: str | None = None
+    turn: str | None = None
+    speaker: str | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    files: list[str] = field(default_factory=list)
+    columns: Columns = field(default_factory=Columns)
+    # Previous turns of the same dialogue given to the model as a second segment.
+    context_turns: int = field(default=0, metadata={"min": 0})
+    validation_size: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    test_size: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    seed: int = 13
+    prepared_dir: str = "prepared/default"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    # A TF Hub handle: https URL, local SavedModel folder, or `bundled:<name>`.
+    encoder: str = "bundled:minilm-l6-uncased"
+    # Defaults to the encoder's own preprocessor for bundled handles.
+    preprocessor: str | None = None
+    max_seq_length: int = field(default=128, metadata={"min": 8, "max": 512})
+    dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 0.9})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    run_dir: str = "runs/default"
+    epochs: int = field(default=3, metadata={"min": 1})
+    batch_size: int = field(default=32, metadata={"min": 1})
+    learning_rate: float = field(default=5e-5, metadata={"min": 0.0})
+    weight_decay: float = field(default=0.01, metadata={"min": 0.0})
+    warmup_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    clip_norm: float = field(default=1.0, metadata={"min": 0.0})
+    seed: int = 42
+    # Validation metric that picks the best model.
+    select_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How to run, never what to learn: changing hardware must not change the experiment."""
+
+    intra_op_threads: int = field(default=0, metadata={"min": 0})  # 0: TensorFlow decides
+    inter_op_threads: int = field(default=0, metadata={"min": 0})
+    log_every_steps: int = field(default=50, metadata={"min": 1})
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Defaults, then the YAML file at `path`, then `key.path=value` overrides."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+    for item in overrides:
+        _apply_override(raw, item)
+    return build(Config, raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    return build(Config, raw)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' not found: pass an existing YAML file to --config")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        raise ConfigError(f"config file '{path}' is not valid YAML ({where}): {e.problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections, found {type(raw).__name__}")
+    return raw
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{item}' must look like section.key=value, e.g. train.epochs=2")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{item}': '{'.'.join(parents[: i + 1])}' is not a section")
+        node = child
+    node[leaf] = value
+
+
+def build(cls: type, raw: Any, path: str = ""):
+    """Build dataclass `cls` from `raw`, refusing unknown keys and wrong types."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, found {_describe(raw)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(
+                f"unknown config key '{_join(path, str(key))}' (valid keys here: {', '.join(fields)})"
+            )
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in raw.items():
+        key = _join(path, name)
+        values[name] = _coerce(hints[name], value, key)
+        _check_range(fields[name], values[name], key)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, {} if value is None else value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not a valid choice (choose one of: {', '.join(map(str, args))})")
+        return value
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, found {_describe(value)}")
+        return [_coerce(args[0], v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, found {_describe(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, found {_describe(value)}")
+        return value
+    if hint is float:
+        # YAML 1.1 reads `5e-5` (no dot) as a string; accept what Python reads as a number.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, found {_describe(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, found {_describe(value)}")
+        return value
+    raise TypeError(f"config type {hint!r} of {key} is not supported")  # a bug, not user input
+
+
+def _check_range(f: dataclasses.Field, value: Any, key: str) -> None:
+    low, high = f.metadata.get("min"), f.metadata.get("max")
+    if value is None:
+        return
+    if low is not None and value < low or high is not None and value > high:
+        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+        raise ConfigError(f"{key}: {value!r} is out of range (must be {bounds})")
+
+
+def _describe(value: Any) -> str:
+    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name

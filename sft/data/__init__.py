@@ -1,0 +1,1 @@
+"""Raw dialogue files to prepared splits: pure Python, no TensorFlow."""

@@ -1,0 +1,50 @@
+"""The unit of prepared data, and the JSON Lines files that hold it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sft.errors import DataError
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    label: str
+    dialogue_id: str | None = None
+    # Previous turns of the dialogue, oldest first.
+    context: list[str] = field(default_factory=list)
+    source: str | None = None  # "file:line" of the raw row
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+
+def read_jsonl(path: str | Path) -> list[Example]:
+    """Examples from a prepared `.jsonl` file; `label` may be absent for unlabelled text."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file '{path}' not found: run `sft prepare` first or pass an existing file")
+    examples = []
+    with path.open(encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                examples.append(
+                    Example(
+                        text=str(row["text"]),
+                        label=str(row.get("label", "")),
+                        dialogue_id=row.get("dialogue_id"),
+                        context=list(row.get("context") or []),
+                        source=row.get("source"),
+                    )
+                )
+            except (ValueError, KeyError, TypeError) as e:
+                raise DataError(f"{path}:{line_number}: not a prepared example ({e}); expected JSON with 'text'") from None
+    return examples

@@ -1,0 +1,1 @@
+"""TF Hub-format BERT: the encoder and preprocessor modules, their export, and handle resolution."""

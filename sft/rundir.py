@@ -1,0 +1,109 @@
+"""The run directory's layout, read and written in one place.
+
+    RUN/
+      config.yaml          the resolved configuration
+      labels.json          class names; a class id is its index
+      run.json             where the prepared data came from, and the resolved model handles
+      checkpoints/         tf.train.CheckpointManager: model, optimizer, step, epoch (for --resume)
+      model/best/          weights of the epoch with the best validation metric (evaluate's default)
+      model/last/          weights after the last epoch
+      metrics.jsonl        one line a validation pass
+      train_summary.json   the outcome of training
+      eval_<split>.json    written by `sft evaluate`
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sft.config import Config, config_from_dict
+from sft.errors import RunDirError
+from sft.files import is_nonempty_dir, write_json, write_text
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def labels_file(self) -> Path:
+        return self.path / "labels.json"
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / "train_summary.json"
+
+    def weights(self, which: str) -> Path:
+        """Checkpoint prefix of the `best` or `last` model weights."""
+        return self.path / "model" / which / "weights"
+
+    def eval_file(self, split: str) -> Path:
+        return self.path / f"eval_{split}.json"
+
+    # --- creating and opening -------------------------------------------------
+
+    @classmethod
+    def create(cls, path: str | Path, overwrite: bool) -> RunDir:
+        run = cls(Path(path))
+        if is_nonempty_dir(run.path):
+            if not overwrite:
+                raise RunDirError(
+                    f"run directory '{run.path}' already exists: pass --resume to continue it, "
+                    "--overwrite to replace it, or --run-dir to choose another"
+                )
+            shutil.rmtree(run.path)
+        run.path.mkdir(parents=True, exist_ok=True)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """An existing run, as `evaluate`, `predict` and `--resume` need it."""
+        run = cls(Path(path))
+        for needed in (run.config_file, run.labels_file, run.run_file):
+            if not needed.is_file():
+                raise RunDirError(f"'{run.path}' is not a complete run directory (no {needed.name}); run `sft train` first")
+        return run
+
+    # --- contents -------------------------------------------------------------
+
+    def write_setup(self, config: Config, labels: list[str], run_info: dict) -> None:
+        write_text(self.config_file, config.to_yaml())
+        write_json(self.labels_file, labels)
+        write_json(self.run_file, run_info)
+
+    def config(self) -> Config:
+        import yaml
+
+        return config_from_dict(yaml.safe_load(self.config_file.read_text(encoding="utf-8")))
+
+    def labels(self) -> list[str]:
+        return json.loads(self.labels_file.read_text(encoding="utf-8"))
+
+    def run_info(self) -> dict:
+        return json.loads(self.run_file.read_text(encoding="utf-8"))
+
+    def append_metrics(self, record: dict) -> None:
+        with self.metrics_file.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def has_weights(self, which: str) -> bool:
+        return self.weights(which).with_suffix(".index").is_file()

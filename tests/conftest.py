@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated model cache and the tiny TF Hub-format BERT."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_caches(tmp_path_factory):
+    """Bundled models and TF Hub downloads go to a fresh folder, never the user's cache."""
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("cache")
+    mp.setenv("SFT_CACHE_DIR", str(root / "sft"))
+    mp.setenv("TFHUB_CACHE_DIR", str(root / "tfhub"))
+    yield root
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def tiny_hub(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer, hidden-32 encoder and its preprocessor, TF Hub format."""
+    from sft.hub.export import export_tiny
+
+    return export_tiny(tmp_path_factory.mktemp("hub") / "tiny")
+
+
+INTENTS = {
+    "greeting": ["hi", "hello there", "hey good morning", "hello i need help", "hi anyone there"],
+    "lost_card": ["i lost my card", "my card was stolen", "i can not find my card", "block my card please",
+                  "someone took my credit card"],
+    "balance": ["what is my balance", "how much money do i have", "show my account balance",
+                "check my balance please", "balance of my savings account"],
+}
+
+
+def write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def dialogue_rows(dialogues: int = 12) -> list[dict]:
+    """Three-turn dialogues: a greeting, then a lost card or a balance question, then a greeting."""
+    rows = []
+    for d in range(dialogues):
+        middle = "lost_card" if d % 2 else "balance"
+        for turn, label in enumerate(["greeting", middle, "greeting"], 1):
+            text = INTENTS[label][(d + turn) % 5] + ("" if turn < 3 else f" bye {d}")
+            rows.append({"dialogue_id": f"d{d}", "turn": turn, "speaker": "user", "text": text, "label": label})
+    return rows
+
+
+@pytest.fixture
+def dialogue_csv(tmp_path) -> Path:
+    return write_csv(tmp_path / "dialogues.csv", dialogue_rows())
