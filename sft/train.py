@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sft import inputs
+from sft import inputs, runtime
 from sft.config import Config
 from sft.data.example import read_jsonl
 from sft.errors import DataError, RunDirError
@@ -32,8 +32,7 @@ log = logging.getLogger("sft")
 def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> dict:
     """Train on the prepared folder `data_dir`, writing everything into `run`; return the summary."""
     # -- runtime first: thread pools are fixed once TensorFlow runs its first op
-    tf.config.threading.set_intra_op_parallelism_threads(config.runtime.intra_op_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(config.runtime.inter_op_threads)
+    runtime.configure(config.runtime)
     set_seed(config.train.seed)
     t = config.train
 

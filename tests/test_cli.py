@@ -1,0 +1,80 @@
+"""The command line's contract: fast help, one-line errors with documented exit codes."""
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from sft.cli import main
+from sft.errors import ConfigError, DataError, HubError, RunDirError
+
+COMMANDS = [[], ["prepare"], ["train"], ["evaluate"], ["predict"], ["hub"], ["hub", "export"], ["hub", "fetch"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "sft")
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(main, [*command, "--help"], prog_name="sft")
+    assert result.exit_code == 0
+    assert "Usage: sft" in result.output
+
+
+def test_help_and_version_do_not_import_tensorflow():
+    code = (
+        "import sys; from click.testing import CliRunner; from sft.cli import main\n"
+        "for args in (['--help'], ['--version'], ['train', '--help']):\n"
+        "    assert CliRunner().invoke(main, args).exit_code == 0\n"
+        "print('tensorflow' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    result = invoke("prepare", "--config", str(tmp_path / "none.yaml"))
+    assert result.exit_code == ConfigError.exit_code == 3
+    assert result.stderr.startswith("error: config file") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_unknown_key_is_a_config_error(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  epoch: 2\n")
+    result = invoke("prepare", "--config", str(tmp_path / "c.yaml"))
+    assert result.exit_code == 3
+    assert "unknown config key 'train.epoch'" in result.stderr
+
+
+def test_missing_data_file_is_a_data_error(tmp_path):
+    (tmp_path / "c.yaml").write_text(f"data:\n  files: [{tmp_path / 'none.csv'}]\n")
+    result = invoke("prepare", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "p"))
+    assert result.exit_code == DataError.exit_code == 4
+    assert "none.csv' not found" in result.stderr
+    assert not (tmp_path / "p").exists()
+
+
+def test_train_before_prepare_says_what_to_run(tmp_path):
+    (tmp_path / "c.yaml").write_text(f"data:\n  prepared_dir: {tmp_path / 'p'}\n")
+    result = invoke("train", "--config", str(tmp_path / "c.yaml"))
+    assert result.exit_code == 3
+    assert "run `sft prepare --config" in result.stderr
+
+
+def test_evaluate_a_folder_that_is_not_a_run(tmp_path):
+    result = invoke("evaluate", "--run-dir", str(tmp_path))
+    assert result.exit_code == RunDirError.exit_code == 5
+    assert "is not a complete run directory (no config.yaml)" in result.stderr
+
+
+def test_hub_export_of_a_folder_without_a_checkpoint(tmp_path):
+    result = invoke("hub", "export", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert result.exit_code == HubError.exit_code == 6
+    assert "lacks config.json" in result.stderr
+
+
+def test_resume_and_overwrite_together_is_a_usage_error(tmp_path):
+    result = invoke("train", "--config", "x.yaml", "--resume", "--overwrite")
+    assert result.exit_code == 2

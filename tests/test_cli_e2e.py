@@ -1,0 +1,82 @@
+"""prepare -> train -> evaluate -> predict through the CLI on the tiny model, asserting on what they write."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from sft.cli import main
+from sft.data.example import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_hub):
+    from tests.conftest import dialogue_rows, write_csv
+
+    root = tmp_path_factory.mktemp("e2e")
+    write_csv(root / "d.csv", dialogue_rows(20))
+    (root / "c.yaml").write_text(
+        f"data:\n  files: [{root / 'd.csv'}]\n"
+        "  columns: {dialogue_id: dialogue_id, turn: turn, speaker: speaker}\n"
+        "  validation_size: 0.2\n  test_size: 0.2\n"
+        f"  prepared_dir: {root / 'prepared'}\n"
+        f"model:\n  encoder: {tiny_hub / 'encoder'}\n  max_seq_length: 32\n"
+        f"train:\n  run_dir: {root / 'run'}\n  epochs: 3\n  batch_size: 8\n  learning_rate: 1.0e-3\n"
+    )
+    run("prepare", "--config", root / "c.yaml")
+    run("train", "--config", root / "c.yaml")
+    return root
+
+
+def test_train_writes_a_complete_run_directory(trained):
+    names = {p.name for p in (trained / "run").iterdir()}
+    assert {"config.yaml", "labels.json", "run.json", "checkpoints", "model", "metrics.jsonl",
+            "train_summary.json"} <= names
+    summary = json.loads((trained / "run" / "train_summary.json").read_text())
+    assert summary["epochs"] == 3 and summary["steps"] == 3 * summary["steps_per_epoch"]
+    lines = (trained / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert json.loads((trained / "run" / "labels.json").read_text()) == ["balance", "greeting", "lost_card"]
+
+
+def test_evaluate_json_has_the_documented_keys_and_matches_predict(trained):
+    result = run("evaluate", "--run-dir", trained / "run", "--json")
+    metrics = json.loads(result.stdout)
+    assert metrics == json.loads((trained / "run" / "eval_test.json").read_text())
+    assert {"accuracy", "macro", "micro", "weighted", "per_class", "confusion_matrix", "n"} <= set(metrics)
+    for average in ("macro", "micro", "weighted"):
+        assert set(metrics[average]) == {"precision", "recall", "f1"}
+    test = read_jsonl(trained / "prepared" / "test.jsonl")
+    assert metrics["n"] == len(test)
+    assert sum(m["support"] for m in metrics["per_class"].values()) == len(test)
+
+    # The same model, asked through `sft predict`, gives the same accuracy.
+    (trained / "texts.txt").write_text("".join(e.text + "\n" for e in test))
+    lines = run("predict", "--run-dir", trained / "run", "--input", trained / "texts.txt", "--json").stdout
+    predictions = [json.loads(line) for line in lines.splitlines()]
+    assert [p["text"] for p in predictions] == [e.text for e in test]
+    correct = sum(p["label"] == e.label for p, e in zip(predictions, test))
+    assert metrics["accuracy"] == pytest.approx(correct / len(test))
+    assert all(0.0 < p["confidence"] <= 1.0 for p in predictions)
+
+
+def test_an_existing_run_directory_is_refused_and_left_intact(trained):
+    before = (trained / "run" / "train_summary.json").read_text()
+    result = CliRunner().invoke(main, ["train", "--config", str(trained / "c.yaml")])
+    assert result.exit_code == 5
+    assert "already exists: pass --resume" in result.stderr
+    assert (trained / "run" / "train_summary.json").read_text() == before
+
+
+def test_resume_of_a_finished_run_trains_no_more(trained):
+    result = run("train", "--resume", "--run-dir", trained / "run")
+    assert json.loads(result.stderr.splitlines()[-2])["steps"] == json.loads(
+        (trained / "run" / "train_summary.json").read_text())["steps"]
