@@ -45,6 +45,7 @@ def main():
     logger = logging.getLogger("sft")
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
+    logger.propagate = False  # TensorFlow installs a root handler of its own: one line, not two
 
 
 @main.command()
@@ -155,11 +156,12 @@ def hub():
 @click.option("--checkpoint", required=True, type=click.Path(file_okay=False),
               help="A BERT checkpoint folder: config.json, model.safetensors, vocab.txt.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Writes OUT/encoder and OUT/preprocessor.")
-def hub_export(checkpoint, out):
+@click.option("--random-init", is_flag=True, help="Same shape and vocabulary, random weights (an ablation baseline).")
+def hub_export(checkpoint, out, random_init):
     """Convert a BERT checkpoint into TF Hub-format encoder and preprocessor SavedModels."""
     from sft.hub.export import export_checkpoint
 
-    click.echo(str(export_checkpoint(checkpoint, out)))
+    click.echo(str(export_checkpoint(checkpoint, out, random_init=random_init)))
 
 
 @hub.command("fetch")

@@ -31,8 +31,20 @@ class Columns:
 
 
 @dataclass(frozen=True)
+class SplitFiles:
+    """Files already split by their authors; those splits are kept."""
+
+    train: list[str] = field(default_factory=list)
+    validation: list[str] = field(default_factory=list)
+    test: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class DataConfig:
+    # Either `files`, pooled and split by the sizes below, or `splits`, kept as
+    # given; a split missing from `splits` is carved from train by its size.
     files: list[str] = field(default_factory=list)
+    splits: SplitFiles = field(default_factory=SplitFiles)
     columns: Columns = field(default_factory=Columns)
     # Previous turns of the same dialogue given to the model as a second segment.
     context_turns: int = field(default=0, metadata={"min": 0})
@@ -40,6 +52,12 @@ class DataConfig:
     test_size: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
     seed: int = 13
     prepared_dir: str = "prepared/default"
+
+    def sources(self) -> list[tuple[str | None, str]]:
+        """(split or None for pooled, file) for every input file."""
+        return [(None, f) for f in self.files] + [
+            (s, f) for s in ("train", "validation", "test") for f in getattr(self.splits, s)
+        ]
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from sft.config import Config, load_config
@@ -70,3 +72,8 @@ def test_missing_config_file(tmp_path):
 def test_malformed_override():
     with pytest.raises(ConfigError, match="must look like section.key=value"):
         load_config(None, ["train.epochs"])
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.glob("configs/*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    load_config(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -19,24 +20,28 @@ def prepare(config: DataConfig, out: str | Path, overwrite: bool = False) -> dic
     out = Path(out)
     if is_nonempty_dir(out) and not overwrite:
         raise DataError(f"prepared folder '{out}' already exists: pass --overwrite or choose another --out")
-    if not config.files:
-        raise DataError("no input files: list raw CSV files under data.files in the config")
+    sources = config.sources()
+    if not sources:
+        raise DataError("no input files: list raw CSV files under data.files (or data.splits) in the config")
+    if config.files and any(split for split, _ in sources):
+        raise DataError("give either data.files (pooled, then split) or data.splits (kept as given), not both")
 
-    report: dict = {"files": list(config.files), "rows_read": 0, "dropped": Counter()}
-    rows = []
-    for path in config.files:
+    report: dict = {"files": [f for _, f in sources], "rows_read": 0, "dropped": Counter()}
+    rows: dict[str | None, list[RawRow]] = defaultdict(list)
+    for split, path in sources:
         for row in read_rows(path, config.columns):
             report["rows_read"] += 1
-            rows.append(row)
-    if not rows:
-        raise DataError(f"no data rows in {', '.join(config.files)}: the files hold only a header")
+            rows[split].append(row)
+    if not report["rows_read"]:
+        raise DataError(f"no data rows in {', '.join(report['files'])}: the files hold only a header")
 
-    examples = _to_examples(rows, config.context_turns, report["dropped"])
-    if not examples:
+    tagged = [(split, e) for split, split_rows in rows.items()
+              for e in _to_examples(split_rows, config.context_turns, report["dropped"])]
+    if not tagged:
         raise DataError("every row was dropped (empty text or label); check data.columns in the config")
-    examples = _deduplicate(examples, report)
-    splits = split_examples(examples, config.validation_size, config.test_size, config.seed)
-    labels = sorted({e.label for e in examples})
+    kept = _deduplicate(tagged, report)
+    splits = _split(kept, config)
+    labels = sorted({e.label for examples in splits.values() for e in examples})
 
     report["dropped"] = dict(report["dropped"])
     report["examples"] = {s: len(splits[s]) for s in SPLITS}
@@ -85,23 +90,46 @@ def _turn_order(row: RawRow):
         return (1, 0.0, turn)  # non-numeric turns sort after numeric ones, as text
 
 
-def _deduplicate(examples: list[Example], report: dict) -> list[Example]:
+# A duplicate found in several given splits stays in the one evaluated last, so
+# that test is never trained on and keeps every example its authors put there.
+_PRIORITY = {"test": 0, "validation": 1, "train": 2, None: 3}
+
+
+def _deduplicate(tagged: list[tuple[str | None, Example]], report: dict) -> list[tuple[str | None, Example]]:
     """One example per (text, context); conflicting labels resolved by majority vote."""
-    by_key: dict[tuple, list[Example]] = defaultdict(list)
-    for e in examples:
-        by_key[(dedup_key(e.text), tuple(dedup_key(c) for c in e.context))].append(e)
+    by_key: dict[tuple, list[tuple[str | None, Example]]] = defaultdict(list)
+    for split, e in tagged:
+        by_key[(dedup_key(e.text), tuple(dedup_key(c) for c in e.context))].append((split, e))
     kept, duplicates, conflicts = [], 0, 0
     for group in by_key.values():
-        votes = Counter(e.label for e in group)
+        votes = Counter(e.label for _, e in group)
         if len(votes) > 1:
             conflicts += 1
-        label = max(votes, key=lambda lab: (votes[lab], -sorted(votes).index(lab)))
-        first = next(e for e in group if e.label == label)
-        kept.append(first)
+        label = min(votes, key=lambda lab: (-votes[lab], lab))  # ties: the first label by name
+        split = min((s for s, _ in group), key=_PRIORITY.__getitem__)
+        representative = next(e for s, e in group if s == split)
+        kept.append((split, dataclasses.replace(representative, label=label)))
         duplicates += len(group) - 1
     report["duplicates_removed"] = duplicates
     report["label_conflicts"] = conflicts
     return kept
+
+
+def _split(kept: list[tuple[str | None, Example]], config: DataConfig) -> dict[str, list[Example]]:
+    """Pooled examples split by size; given splits kept, and a missing one carved from train."""
+    pooled = [e for s, e in kept if s is None]
+    if pooled:
+        return split_examples(pooled, config.validation_size, config.test_size, config.seed)
+    given = {s: [e for t, e in kept if t == s] for s in SPLITS}
+    if not given["train"]:
+        raise DataError("data.splits has no train files: list them under data.splits.train")
+    carve = {s: size for s, size in (("validation", config.validation_size), ("test", config.test_size))
+             if not given[s]}
+    if carve:
+        carved = split_examples(given["train"], carve.get("validation", 0.0), carve.get("test", 0.0), config.seed)
+        given["train"] = carved["train"]
+        given.update({s: carved[s] for s in carve})
+    return given
 
 
 def _leakage(splits: dict[str, list[Example]]) -> dict:

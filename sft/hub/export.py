@@ -23,8 +23,13 @@ from sft.hub.preprocessor import BertPreprocessor, read_vocab
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
-def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, default_seq_length: int = 128) -> Path:
-    """Convert `config.json` + `model.safetensors` + `vocab.txt` into OUT/encoder and OUT/preprocessor."""
+def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, default_seq_length: int = 128,
+                      random_init: bool = False) -> Path:
+    """Convert `config.json` + `model.safetensors` + `vocab.txt` into OUT/encoder and OUT/preprocessor.
+
+    With `random_init` the weights are left out: the same shape and vocabulary,
+    untrained, to measure what pretraining brings.
+    """
     src = Path(checkpoint_dir)
     for name in ("config.json", "model.safetensors", "vocab.txt"):
         if not (src / name).is_file():
@@ -36,7 +41,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, default_seq_l
             f"vocab.txt has {len(vocab)} tokens but config.json says vocab_size {config.vocab_size}: "
             "they must come from the same checkpoint"
         )
-    weights = _encoder_weights_from_open_format(src / "model.safetensors", config)
+    weights = None if random_init else _encoder_weights_from_open_format(src / "model.safetensors", config)
     return _export(out, BertEncoder(config, weights), src / "vocab.txt", _do_lower_case(src), default_seq_length)
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from sft.config import Columns, DataConfig
+from sft.config import Columns, DataConfig, SplitFiles
 from sft.data.clean import clean_text
 from sft.data.example import read_jsonl
 from sft.data.prepare import prepare
@@ -86,3 +86,24 @@ def test_a_failed_prepare_leaves_nothing_behind(tmp_path):
     with pytest.raises(DataError, match="every row was dropped"):
         prepare(DataConfig(files=[str(path)]), tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_given_splits_are_kept_and_validation_is_carved_from_train(tmp_path):
+    train = write_csv(tmp_path / "train.csv", [{"text": f"{lab} text {i}", "label": lab}
+                                               for lab in ("a", "b") for i in range(20)]
+                      + [{"text": "shared text", "label": "a"}])
+    test = write_csv(tmp_path / "test.csv", [{"text": "Shared  text", "label": "a"}, {"text": "only test", "label": "b"}])
+    config = DataConfig(splits=SplitFiles(train=[str(train)], test=[str(test)]), validation_size=0.25)
+    report = prepare(config, tmp_path / "out")
+    assert report["examples"] == {"train": 30, "validation": 10, "test": 2}
+    assert report["class_counts"]["validation"] == {"a": 5, "b": 5}
+    # the text found in both train and test stays in test only
+    test_texts = [e.text for e in read_jsonl(tmp_path / "out" / "test.jsonl")]
+    assert test_texts == ["Shared text", "only test"]
+    assert report["leakage"]["texts_in_several_splits"] == 0
+
+
+def test_files_and_splits_together_are_refused(tmp_path, dialogue_csv):
+    config = DataConfig(files=[str(dialogue_csv)], splits=SplitFiles(train=[str(dialogue_csv)]))
+    with pytest.raises(DataError, match="either data.files"):
+        prepare(config, tmp_path / "out")
