@@ -1,4 +1,4 @@
-"""Inference: a trained run's classifier on examples or raw texts."""
+"""Inference: a classifier's probabilities on encoded examples, and a trained run loaded back."""
 
 from __future__ import annotations
 
@@ -9,44 +9,35 @@ import numpy as np
 import tensorflow as tf
 
 from sft import inputs
-from sft.config import Config, ModelConfig
+from sft.config import Config
 from sft.data.example import Example
 from sft.errors import RunDirError
 from sft.hub import resolve
 from sft.rundir import RunDir
 
-EVAL_BATCH_SIZE = 64
+BATCH_SIZE = 64
 
 
-def preprocessor_handle(config: ModelConfig) -> str:
-    from sft.errors import ConfigError
+class Predictor:
+    """Class probabilities from a classifier, in length-sorted batches, returned in input order."""
 
-    handle = config.preprocessor or resolve.default_preprocessor(config.encoder)
-    if handle is None:
-        raise ConfigError(f"model.preprocessor is not set and '{config.encoder}' has no known preprocessor: set it")
-    return handle
+    def __init__(self, model, preprocessor, max_seq_length: int):
+        from sft.model import input_signature
 
+        self.model, self.preprocessor, self.max_seq_length = model, preprocessor, max_seq_length
+        # One signature with [None, None] inputs: every batch shape reuses one trace.
+        self._forward = tf.function(
+            lambda features: tf.nn.softmax(model(features, training=False)), input_signature=[input_signature()]
+        )
 
-def probabilities(model, preprocessor, split: inputs.EncodedSplit, max_seq_length: int) -> np.ndarray:
-    """Class probabilities [n, classes], in the split's own order."""
-    dataset, order = inputs.eval_batches(split, preprocessor, EVAL_BATCH_SIZE, max_seq_length)
-    forward = _forward(model)
-    batches = [forward(features).numpy() for features, _ in dataset]
-    result = np.empty((len(split), model.output_shape[-1]), np.float32)
-    if batches:
-        result[order] = np.concatenate(batches)
-    return result
-
-
-def _forward(model):
-    from sft.model import input_signature
-
-    cached = getattr(model, "_sft_forward", None)
-    if cached is None:
-        cached = tf.function(lambda features: tf.nn.softmax(model(features, training=False)),
-                             input_signature=[input_signature()])
-        model._sft_forward = cached
-    return cached
+    def probabilities(self, split: inputs.EncodedSplit) -> np.ndarray:
+        """[n, classes] probabilities, row i for example i of `split`."""
+        dataset, order = inputs.eval_batches(split, self.preprocessor, BATCH_SIZE, self.max_seq_length)
+        result = np.empty((len(split), self.model.output_shape[-1]), np.float32)
+        batches = [self._forward(features).numpy() for features, _ in dataset]
+        if batches:
+            result[order] = np.concatenate(batches)
+        return result
 
 
 @dataclass
@@ -56,12 +47,11 @@ class TrainedRun:
     run: RunDir
     config: Config
     labels: list[str]
-    preprocessor: object
-    model: object
+    predictor: Predictor
 
     def probabilities(self, examples: Sequence[Example]) -> np.ndarray:
-        split = inputs.encode(self.preprocessor, examples, {label: i for i, label in enumerate(self.labels)})
-        return probabilities(self.model, self.preprocessor, split, self.config.model.max_seq_length)
+        label_ids = {label: i for i, label in enumerate(self.labels)}
+        return self.predictor.probabilities(inputs.encode(self.predictor.preprocessor, examples, label_ids))
 
 
 def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
@@ -71,19 +61,19 @@ def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
     if not run.has_weights(which):
         raise RunDirError(f"run '{run.path}' has no {which} model weights yet: training has not finished an epoch")
     config, labels = run.config(), run.labels()
-    preprocessor = resolve.load(preprocessor_handle(config.model), "preprocessor")
+    preprocessor = resolve.load(resolve.preprocessor_for(config.model), "preprocessor")
     model = build_classifier(config.model, len(labels))
     tf.train.Checkpoint(model=model).read(str(run.weights(which))).expect_partial()
-    return TrainedRun(run, config, labels, preprocessor, model)
+    return TrainedRun(run, config, labels, Predictor(model, preprocessor, config.model.max_seq_length))
 
 
 def predict_texts(trained: TrainedRun, texts: Sequence[str], top_k: int = 1) -> list[dict]:
     """Top label and its probability for each text, in input order."""
     from sft.data.clean import clean_text
 
-    probs = trained.probabilities([Example(clean_text(t), "") for t in texts])
+    probabilities = trained.probabilities([Example(clean_text(t), "") for t in texts])
     results = []
-    for text, p in zip(texts, probs):
+    for text, p in zip(texts, probabilities):
         top = np.argsort(-p)[:top_k]
         results.append({
             "text": text,

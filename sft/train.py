@@ -23,7 +23,7 @@ from sft.hub import resolve
 from sft.metrics import classification_metrics
 from sft.model import build_classifier, input_signature, set_seed
 from sft.optim import build_optimizer
-from sft.predict import preprocessor_handle, probabilities
+from sft.predict import Predictor
 from sft.rundir import RunDir
 
 log = logging.getLogger("sft")
@@ -43,7 +43,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> 
     validation_examples = read_jsonl(data_dir / "validation.jsonl")
     if not train_examples:
         raise DataError(f"'{data_dir / 'train.jsonl'}' holds no examples")
-    preprocessor = resolve.load(preprocessor_handle(config.model), "preprocessor")
+    preprocessor = resolve.load(resolve.preprocessor_for(config.model), "preprocessor")
     train_split = inputs.encode(preprocessor, train_examples, label_ids)
     validation_split = inputs.encode(preprocessor, validation_examples, label_ids)
     for name, split in (("train", train_split), ("validation", validation_split)):
@@ -51,12 +51,13 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> 
             raise DataError(f"{data_dir / name}.jsonl holds labels missing from labels.json: prepare the data again")
 
     # -- model, optimizer, and the state a checkpoint carries
-    model = build_classifier(config.model, len(labels))
+    model = build_classifier(config.model, len(labels), seed=t.seed)
+    predictor = Predictor(model, preprocessor, config.model.max_seq_length)
     steps_per_epoch = math.ceil(len(train_split) / t.batch_size)
     total_steps = steps_per_epoch * t.epochs
     optimizer = build_optimizer(t, total_steps)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    best = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_metric")
+    best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_metric")
     best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best=best, best_epoch=best_epoch)
     manager = tf.train.CheckpointManager(checkpoint, str(run.checkpoints), max_to_keep=1)
@@ -69,7 +70,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> 
         run.write_setup(config, labels, {
             "data_dir": str(data_dir.resolve()),
             "encoder": resolve.resolve_handle(config.model.encoder, "encoder"),
-            "preprocessor": resolve.resolve_handle(preprocessor_handle(config.model), "preprocessor"),
+            "preprocessor": resolve.resolve_handle(resolve.preprocessor_for(config.model), "preprocessor"),
         })
 
     variables = model.trainable_variables
@@ -88,26 +89,30 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> 
 
     _log_plan(config, labels, train_split, validation_split, steps_per_epoch)
     started = time.perf_counter()
-    examples_seen = 0
+    step, examples_seen = int(optimizer.iterations), 0
     while int(epoch) < t.epochs:
         # -- one epoch of length-grouped batches; the order depends on (seed, epoch) only
         epoch_started, losses = time.perf_counter(), []
+        window_started, window_examples = epoch_started, 0
         dataset = inputs.train_batches(
             train_split, preprocessor, t.batch_size, config.model.max_seq_length, t.seed, int(epoch)
         )
         for features, batch_labels in dataset:
             logs = train_step(features, batch_labels)
             losses.append(logs["loss"])
-            examples_seen += int(batch_labels.shape[0])
-            step = int(optimizer.iterations)
+            step += 1
+            window_examples += len(batch_labels)
             if step % config.runtime.log_every_steps == 0:
-                # .numpy() waits for the device: only at log time, never every step
-                rate = examples_seen / (time.perf_counter() - started)
+                # .numpy() waits for the step to finish: only at log time, never every step
+                loss, norm = logs["loss"].numpy(), logs["gradient_norm"].numpy()
+                now = time.perf_counter()
                 log.info(
                     "epoch %d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s",
-                    int(epoch) + 1, step, total_steps, logs["loss"].numpy(), logs["gradient_norm"].numpy(),
-                    float(optimizer.learning_rate), rate,
+                    int(epoch) + 1, step, total_steps, loss, norm, float(optimizer.learning_rate),
+                    window_examples / (now - window_started),
                 )
+                examples_seen, window_examples, window_started = examples_seen + window_examples, 0, now
+        examples_seen += window_examples
         epoch.assign_add(1)
         train_loss = float(np.mean([loss.numpy() for loss in losses]))
 
@@ -115,11 +120,8 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> 
         record = {"epoch": int(epoch), "step": int(optimizer.iterations), "train_loss": train_loss,
                   "epoch_seconds": round(time.perf_counter() - epoch_started, 2)}
         if len(validation_split):
-            scores = classification_metrics(
-                validation_split.labels,
-                probabilities(model, preprocessor, validation_split, config.model.max_seq_length).argmax(-1),
-                labels,
-            )
+            predicted = predictor.probabilities(validation_split).argmax(-1)
+            scores = classification_metrics(validation_split.labels, predicted, labels)
             record["validation"] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"]}
             value = record["validation"][t.select_metric]
         else:
@@ -128,11 +130,11 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> 
             best.assign(value)
             best_epoch.assign(epoch)
             _save_weights(model, run, "best")
+
+        # -- checkpoint, then record: a crash before the save repeats the epoch on --resume
+        manager.save(checkpoint_number=int(epoch))
         run.append_metrics(record)
         log.info("epoch %d done: %s", int(epoch), _format(record))
-
-        # -- checkpoint last: a crash before this line repeats the epoch on --resume
-        manager.save(checkpoint_number=int(epoch))
 
     _save_weights(model, run, "last")
     summary = {

@@ -80,3 +80,23 @@ def test_resume_of_a_finished_run_trains_no_more(trained):
     result = run("train", "--resume", "--run-dir", trained / "run")
     assert json.loads(result.stderr.splitlines()[-2])["steps"] == json.loads(
         (trained / "run" / "train_summary.json").read_text())["steps"]
+
+
+def test_the_same_seed_repeats_the_run(trained):
+    run("train", "--config", trained / "c.yaml", "--run-dir", trained / "again")
+
+    def history(run_dir):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k != "epoch_seconds"} for line in lines]
+
+    assert history(trained / "again") == history(trained / "run")
+
+
+def test_without_a_validation_split_the_last_epoch_is_the_best(trained):
+    out = trained / "no-validation"
+    run("prepare", "--config", trained / "c.yaml", "--set", "data.validation_size=0", "--out", out / "data")
+    run("train", "--config", trained / "c.yaml", "--set", "train.epochs=2", "--data", out / "data",
+        "--run-dir", out / "run")
+    summary = json.loads((out / "run" / "train_summary.json").read_text())
+    assert summary["validation_examples"] == 0 and summary["best_epoch"] == 2
+    assert json.loads(run("evaluate", "--run-dir", out / "run", "--json").stdout)["n"] > 0

