@@ -71,26 +71,55 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class EarlyStopping:
+    # Epochs without an improvement of at least `min_delta` before training stops; 0: never stop early.
+    patience: int = field(default=0, metadata={"min": 0})
+    min_delta: float = field(default=0.0, metadata={"min": 0.0})
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     run_dir: str = "runs/default"
     epochs: int = field(default=3, metadata={"min": 1})
+    # Examples an optimizer step sees, whatever the accumulation and the number of replicas.
     batch_size: int = field(default=32, metadata={"min": 1})
+    # Each step's batch is fed as this many micro-batches, their gradients summed: same math, less memory.
+    accumulation_steps: int = field(default=1, metadata={"min": 1})
     learning_rate: float = field(default=5e-5, metadata={"min": 0.0})
     weight_decay: float = field(default=0.01, metadata={"min": 0.0})
     warmup_fraction: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
     clip_norm: float = field(default=1.0, metadata={"min": 0.0})
     seed: int = 42
-    # Validation metric that picks the best model.
+    # Validation metric that picks the best model and drives early stopping.
     select_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+    # `balanced`: n / (classes * count) from the train split; `table`: class_weight_table, 1 elsewhere.
+    class_weights: Literal["none", "balanced", "table"] = "none"
+    class_weight_table: dict[str, float] = field(default_factory=dict)
+    label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5})
+
+    def __post_init__(self):
+        if self.batch_size % self.accumulation_steps:
+            raise ConfigError(
+                f"train.batch_size {self.batch_size} must be a multiple of train.accumulation_steps "
+                f"{self.accumulation_steps}: each step's batch is split into that many micro-batches"
+            )
+        if self.class_weight_table and self.class_weights != "table":
+            raise ConfigError("train.class_weight_table is set but train.class_weights is not 'table'")
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
     """How to run, never what to learn: changing hardware must not change the experiment."""
 
+    # auto: TF_CONFIG -> multi_worker, several GPUs -> mirrored, else default (one device).
+    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
     intra_op_threads: int = field(default=0, metadata={"min": 0})  # 0: TensorFlow decides
     inter_op_threads: int = field(default=0, metadata={"min": 0})
+    deterministic: bool = False  # tf.config.experimental.enable_op_determinism
     log_every_steps: int = field(default=50, metadata={"min": 1})
+    # A checkpoint every this many optimizer steps, besides each epoch end; 0: epoch ends only.
+    checkpoint_every_steps: int = field(default=200, metadata={"min": 0})
 
 
 @dataclass(frozen=True)
@@ -189,6 +218,10 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if value not in args:
             raise ConfigError(f"{key}: {value!r} is not a valid choice (choose one of: {', '.join(map(str, args))})")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, found {_describe(value)}")
+        return {_coerce(args[0], k, f"{key} key"): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         if isinstance(value, str):
             value = [value]
