@@ -21,12 +21,12 @@ from sft.errors import ConfigError
 
 @dataclass(frozen=True)
 class Columns:
-    """Which raw columns hold what; names are matched after trimming white space."""
+    """Which raw columns (CSV/TSV header names, JSON keys) hold what; matched after trimming white space."""
 
     text: str = "text"
     label: str = "label"
     dialogue_id: str | None = None
-    turn: str | None = None
+    turn: str | None = None  # order inside a dialogue: numbers sort as numbers, anything else as text
     speaker: str | None = None
 
 
@@ -40,14 +40,58 @@ class SplitFiles:
 
 
 @dataclass(frozen=True)
+class CleanConfig:
+    """Text cleaning steps, in the order they run; each can be switched off.
+
+    The steps repeat until the text stops changing, so cleaning clean text changes nothing.
+    """
+
+    # U+0080-U+009F are Windows-1252 punctuation read as Latin-1 (U+0092 -> U+2019).
+    repair_cp1252: bool = True
+    html: bool = True  # tags removed, entities such as &amp; decoded
+    nfkc: bool = True  # Unicode compatibility normalisation: full-width forms, ligatures, "..." for U+2026
+    remove_invisible: bool = True  # control, zero-width and other format characters
+    mask_urls: bool = False  # -> [URL]
+    mask_emails: bool = False  # -> [EMAIL]
+    mask_numbers: bool = False  # -> [NUMBER]
+    collapse_whitespace: bool = True  # runs of white space and newlines -> one space; ends trimmed
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """How raw labels become classes. Labels are always trimmed, inner white space collapsed."""
+
+    casefold: bool = False
+    # Raw label -> class, after trimming (and case folding); several labels may merge into one.
+    mapping: dict[str, str] = field(default_factory=dict)
+    # Classes with fewer examples than this (after de-duplication, all splits together)
+    # are dropped, or merged into the class named `other`.
+    min_count: int = field(default=1, metadata={"min": 1})
+    rare: Literal["drop", "other"] = "drop"
+    other: str = "other"
+    # The same example (text and context) under different labels: keep it under
+    # its most frequent label (a tie drops it), or drop it.
+    conflicts: Literal["majority", "drop"] = "majority"
+
+
+@dataclass(frozen=True)
 class DataConfig:
     # Either `files`, pooled and split by the sizes below, or `splits`, kept as
     # given; a split missing from `splits` is carved from train by its size.
+    # Pooled files share one dialogue-id space; each given split has its own.
     files: list[str] = field(default_factory=list)
     splits: SplitFiles = field(default_factory=SplitFiles)
+    # `auto` goes by the file name: .csv, .tsv/.tab, .jsonl/.ndjson.
+    format: Literal["auto", "csv", "tsv", "jsonl"] = "auto"
+    # Any Python codec name; a UTF-8 byte-order mark is skipped.
+    encoding: str = "utf-8"
     columns: Columns = field(default_factory=Columns)
     # Previous turns of the same dialogue given to the model as a second segment.
     context_turns: int = field(default=0, metadata={"min": 0})
+    # Prefix each context turn with its speaker ("Chandler: ..."); needs columns.speaker.
+    context_speaker: bool = False
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
     validation_size: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
     test_size: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
     seed: int = 13
