@@ -76,8 +76,12 @@ def prepare(config_path, overrides, out, overwrite):
 @click.option("--run-dir", type=click.Path(file_okay=False), help="Run directory [default: train.run_dir].")
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start again.")
-def train(config_path, overrides, data_dir, run_dir, resume, overwrite):
-    """Fine-tune the encoder and a classification head on prepared data."""
+@click.option("--dry-run", is_flag=True, help="Check config and data, print the plan as JSON on stdout; no training.")
+def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run):
+    """Fine-tune the encoder and a classification head on prepared data.
+
+    SIGINT or SIGTERM saves a checkpoint and exits with code 75; --resume continues.
+    """
     from sft.config import load_config
     from sft.errors import ConfigError
     from sft.rundir import RunDir
@@ -97,10 +101,14 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite):
         data = Path(data_dir or config.data.prepared_dir)
         if not (data / "labels.json").is_file():
             raise ConfigError(f"'{data}' is not a prepared-data folder: run `sft prepare --config {config_path}` first")
-        run = RunDir.create(run_dir or config.train.run_dir, overwrite=overwrite)
+        path = run_dir or config.train.run_dir
+        run = RunDir(Path(path)) if dry_run else RunDir.create(path, overwrite=overwrite)
 
     from sft.train import train as run_train
 
+    if dry_run:
+        click.echo(json.dumps(run_train(config, data, run, dry_run=True), indent=2))
+        return
     summary = run_train(config, data, run, resume=resume)
     click.echo(json.dumps(summary), err=True)
     click.echo(f"run directory: {run.path}", err=True)

@@ -35,6 +35,18 @@ class HubError(SftError):
     exit_code = 6
 
 
+class TrainingDiverged(SftError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+    exit_code = 7
+
+
+class TrainingInterrupted(SftError):
+    """SIGINT or SIGTERM: a checkpoint was saved and `sft train --resume` continues."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
 EXIT_CODES = {
     0: "success",
     1: "unexpected internal error (a bug: please report the traceback)",
@@ -43,4 +55,6 @@ EXIT_CODES = {
     DataError.exit_code: "data error",
     RunDirError.exit_code: "run directory error",
     HubError.exit_code: "model handle or checkpoint error",
+    TrainingDiverged.exit_code: "training diverged (non-finite loss); the last good checkpoint is kept",
+    TrainingInterrupted.exit_code: "training interrupted by SIGINT/SIGTERM after saving a checkpoint; --resume continues",
 }

@@ -3,7 +3,9 @@
 Padding is most of the work on short chatbot utterances: each batch is padded
 only to its own longest example, and training batches are drawn from windows of
 similar lengths. The train step has a `[None, None]` signature, so the varying
-shapes trace once.
+shapes trace once. With context, the packed input is
+`[CLS] utterance [SEP] context [SEP]`: the utterance is never cut for context,
+and context loses its oldest word pieces first.
 """
 
 from __future__ import annotations
@@ -55,16 +57,63 @@ def _tokenize(preprocessor, texts: list[str]) -> tf.RaggedTensor:
     return tf.concat(chunks, axis=0) if chunks else tf.ragged.constant([[]], tf.int32)[:0]
 
 
-def train_batches(split: EncodedSplit, preprocessor, batch_size: int, max_seq_length: int, seed: int, epoch: int):
-    """One epoch of shuffled, length-grouped batches; the same (seed, epoch) gives the same order."""
+@dataclass(frozen=True)
+class EpochPlan:
+    """The micro-batches of one training epoch, in order, and the optimizer steps they make up.
+
+    An optimizer step sees `batch_size` examples, fed as `accumulation` micro-batches
+    of similar lengths; the last step of an epoch may be smaller.
+    """
+
+    micro_batches: np.ndarray  # [num_micro, micro_size] example indices, -1 where a batch is short
+    step_sizes: np.ndarray  # [num_micro] examples in the optimizer step the micro-batch belongs to
+    step_ends: np.ndarray  # [num_micro] True on the last micro-batch of a step
+
+    def __len__(self) -> int:
+        return len(self.micro_batches)
+
+    def steps(self) -> int:
+        return int(self.step_ends.sum())
+
+    def after(self, position: int) -> EpochPlan:
+        """The rest of the epoch after `position` micro-batches (a resumed run)."""
+        return EpochPlan(self.micro_batches[position:], self.step_sizes[position:], self.step_ends[position:])
+
+
+def plan_epoch(lengths: np.ndarray, batch_size: int, accumulation: int, seed: int, epoch: int) -> EpochPlan:
+    """Shuffled, length-grouped batches; the same (seed, epoch) gives the same plan in any process."""
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(split))
+    order = rng.permutation(len(lengths))
     window = batch_size * _WINDOW_BATCHES
     for start in range(0, len(order), window):
         chunk = order[start : start + window]
-        order[start : start + window] = chunk[np.argsort(split.lengths[chunk], kind="stable")]
-    batches = _index_batches(order, batch_size)
-    return _packed(split, preprocessor, batches[rng.permutation(len(batches))], max_seq_length)
+        order[start : start + window] = chunk[np.argsort(lengths[chunk], kind="stable")]
+    steps = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    micro_size = batch_size // accumulation
+    micro, sizes, ends = [], [], []
+    for k in rng.permutation(len(steps)):
+        pieces = [steps[k][i : i + micro_size] for i in range(0, len(steps[k]), micro_size)]
+        micro += pieces
+        sizes += [len(steps[k])] * len(pieces)
+        ends += [False] * (len(pieces) - 1) + [True]
+    padded = np.full((len(micro), micro_size), -1, np.int64)
+    for row, piece in zip(padded, micro):
+        row[: len(piece)] = piece
+    return EpochPlan(padded, np.array(sizes, np.int32), np.array(ends))
+
+
+def train_dataset(split: EncodedSplit, preprocessor, plan: EpochPlan, max_seq_length: int,
+                  replicas: int = 1, first_replica: int = 0, local_replicas: int = 1) -> tf.data.Dataset:
+    """(features, labels, step_size) per replica batch, in the order the plan gives.
+
+    Under a distribution strategy each micro-batch is dealt out across all
+    `replicas` (replica r takes examples r, r + replicas, ...); this input pipeline
+    yields the pieces of its own `local_replicas`, starting at `first_replica`.
+    """
+    pieces = [plan.micro_batches[:, r::replicas] for r in range(first_replica, first_replica + local_replicas)]
+    batches = np.stack(pieces, axis=1).reshape(len(plan) * local_replicas, -1)
+    step_sizes = np.repeat(plan.step_sizes, local_replicas)
+    return _packed(split, preprocessor, batches, max_seq_length, step_sizes)
 
 
 def eval_batches(split: EncodedSplit, preprocessor, batch_size: int, max_seq_length: int):
@@ -80,21 +129,35 @@ def _index_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
     return padded.reshape(-1, batch_size)
 
 
-def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_length: int) -> tf.data.Dataset:
+def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_length: int,
+            step_sizes: np.ndarray | None = None) -> tf.data.Dataset:
     text_ids, context_ids = split.text_ids, split.context_ids
-    labels, lengths = tf.constant(split.labels), tf.constant(split.lengths, tf.int32)
+    labels = tf.constant(split.labels)
 
-    def pack(index):
+    def pack(index, *step_size):
         index = tf.boolean_mask(index, index >= 0)
-        segments = [tf.gather(text_ids, index)]
+        text = tf.gather(text_ids, index)
+        segments = [text[:, : max_seq_length - 2]]
         if context_ids is not None:
-            segments.append(tf.gather(context_ids, index))
-        seq_length = tf.minimum(tf.reduce_max(tf.gather(lengths, index)), max_seq_length)
+            # The utterance comes first; its context gets the room left, newest turns kept.
+            room = tf.maximum(max_seq_length - 3 - text.row_lengths(), 0)
+            segments = [text[:, : max_seq_length - 3], _keep_last(tf.gather(context_ids, index), room)]
+        packed_length = sum(s.row_lengths() for s in segments) + len(segments) + 1
+        longest = tf.reduce_max(tf.concat([packed_length, [2]], axis=0))  # an empty batch still packs
+        seq_length = tf.cast(longest, tf.int32)
         features = preprocessor.bert_pack_inputs(segments, seq_length=seq_length)
-        return features, tf.gather(labels, index)
+        return (features, tf.gather(labels, index), *step_size)
 
+    slices = (batches,) if step_sizes is None else (batches, step_sizes)
     return (
-        tf.data.Dataset.from_tensor_slices(batches)
+        tf.data.Dataset.from_tensor_slices(slices)
         .map(pack, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def _keep_last(ids: tf.RaggedTensor, count: tf.Tensor) -> tf.RaggedTensor:
+    """The last `count[i]` ids of each row i: context is cut from its oldest turn."""
+    positions = tf.ragged.range(ids.row_lengths())
+    keep = positions >= tf.expand_dims(ids.row_lengths() - count, 1)
+    return tf.ragged.boolean_mask(ids, keep)

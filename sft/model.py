@@ -29,11 +29,39 @@ def build_classifier(config: ModelConfig, num_classes: int, seed: int | None = N
             if variable.name.startswith("dropout_seed"):
                 variable.assign([seed, 0])
     pooled = encoder(inputs)["pooled_output"]
-    x = keras.layers.Dropout(config.dropout, name="classifier_dropout")(pooled)
+    x = SeededDropout(config.dropout, seed=seed or 0, name="classifier_dropout")(pooled)
     logits = keras.layers.Dense(
         num_classes, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), name="logits"
     )(x)
     return keras.Model(inputs, logits, name="classifier")
+
+
+class SeededDropout(keras.layers.Layer):
+    """Dropout whose masks follow a counter saved with the weights.
+
+    Keras' own dropout draws from a process-wide random state that checkpoints
+    do not hold; with this counter a resumed run draws the masks the
+    uninterrupted run would have.
+    """
+
+    def __init__(self, rate: float, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.seed = rate, seed
+
+    def build(self, input_shape):
+        self.counter = self.add_weight(
+            name="seed", shape=(2,), dtype=tf.int64, trainable=False,
+            initializer=keras.initializers.Constant([self.seed, 0]),
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        return tf.nn.experimental.stateless_dropout(x, self.rate, seed=self.counter.assign_add([0, 1]))
+
+    def get_config(self):
+        return super().get_config() | {"rate": self.rate, "seed": self.seed}
 
 
 def input_signature():

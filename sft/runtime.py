@@ -1,8 +1,16 @@
-"""How a run uses the machine: thread pools now; devices, strategy and precision belong here too."""
+"""How a run uses the machine: threads, determinism, the distribution strategy, who writes.
+
+None of this changes what is learned: a config moves between a laptop, a
+multi-GPU box and a cluster by changing only the `runtime` section.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -12,7 +20,7 @@ log = logging.getLogger("sft")
 
 
 def configure(runtime: RuntimeConfig) -> None:
-    """Apply thread settings; TensorFlow fixes its pools when it runs its first op."""
+    """Thread pools and determinism; call before any other TensorFlow work."""
     for name, wanted, current, setter in (
         ("intra_op_threads", runtime.intra_op_threads, tf.config.threading.get_intra_op_parallelism_threads,
          tf.config.threading.set_intra_op_parallelism_threads),
@@ -25,3 +33,44 @@ def configure(runtime: RuntimeConfig) -> None:
             setter(wanted)
         except RuntimeError:
             log.warning("runtime.%s=%d ignored: TensorFlow already started in this process", name, wanted)
+    if runtime.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """`auto`: TF_CONFIG means several workers, several GPUs mean mirrored, else one device."""
+    if name == "auto":
+        if os.environ.get("TF_CONFIG"):
+            name = "multi_worker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Only the chief writes metrics, summaries and models; the others compute alongside."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def write_dir(path: Path, chief: bool) -> Path:
+    """Where this worker saves: every worker takes part in a multi-worker save, only the chief's is kept."""
+    if chief:
+        return path
+    return Path(tempfile.mkdtemp(prefix="sft-worker-"))

@@ -1,42 +1,72 @@
 """`sft train`: fine-tune the encoder and head in a custom GradientTape loop.
 
-The loop owns checkpointing, validation, model selection and logging; the step
-functions only compute.
+The loop owns checkpointing, validation, model selection, early stopping and
+logging; the step functions only compute. Everything a resumed run needs (model,
+optimizer, position in the epoch, best metric, dropout counters) is in the
+checkpoint, and an epoch's batch order depends on (seed, epoch) only, so a run
+killed at any point and resumed ends where the uninterrupted run ends.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from sft import inputs, runtime
-from sft.config import Config
+from sft.config import Config, TrainConfig
 from sft.data.example import read_jsonl
-from sft.errors import DataError, RunDirError
+from sft.errors import DataError, RunDirError, TrainingDiverged, TrainingInterrupted
 from sft.files import atomic_dir, write_json
 from sft.hub import resolve
 from sft.metrics import classification_metrics
-from sft.model import build_classifier, input_signature, set_seed
+from sft.model import build_classifier, set_seed
 from sft.optim import build_optimizer
 from sft.predict import Predictor
+from sft.progress import Progress, summary_scalar
 from sft.rundir import RunDir
 
 log = logging.getLogger("sft")
 
 
-def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> dict:
-    """Train on the prepared folder `data_dir`, writing everything into `run`; return the summary."""
-    # -- runtime first: thread pools are fixed once TensorFlow runs its first op
-    runtime.configure(config.runtime)
-    set_seed(config.train.seed)
-    t = config.train
+@dataclass
+class LoopState:
+    """The loop's own counters, as variables so that checkpoints carry them."""
 
-    # -- data: the prepared splits, tokenised once
+    epoch: tf.Variable  # epochs finished
+    position: tf.Variable  # micro-batches done in the current epoch
+    best: tf.Variable  # best validation metric so far
+    best_epoch: tf.Variable
+    bad_epochs: tf.Variable  # epochs since the last improvement (early stopping)
+
+    @classmethod
+    def create(cls) -> LoopState:
+        def variable(value, dtype, name):
+            return tf.Variable(value, dtype=dtype, trainable=False, name=name,
+                               aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+        return cls(variable(0, tf.int64, "epoch"), variable(0, tf.int64, "position"),
+                   variable(-np.inf, tf.float64, "best"), variable(0, tf.int64, "best_epoch"),
+                   variable(0, tf.int64, "bad_epochs"))
+
+
+def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry_run: bool = False) -> dict:
+    """Train on the prepared folder `data_dir`, writing everything into `run`; return the summary."""
+    t = config.train
+    # -- runtime first: thread pools and the strategy are fixed before TensorFlow's first op
+    runtime.configure(config.runtime)
+    strategy = runtime.make_strategy(config.runtime.strategy)
+    chief = runtime.is_chief(strategy)
+    set_seed(t.seed)
+
+    # -- data: the prepared splits, tokenised once; the preprocessor stays on the host
     labels = _read_labels(data_dir)
     label_ids = {label: i for i, label in enumerate(labels)}
     train_examples = read_jsonl(data_dir / "train.jsonl")
@@ -49,119 +79,246 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False) -> 
     for name, split in (("train", train_split), ("validation", validation_split)):
         if (split.labels < 0).any():
             raise DataError(f"{data_dir / name}.jsonl holds labels missing from labels.json: prepare the data again")
-
-    # -- model, optimizer, and the state a checkpoint carries
-    model = build_classifier(config.model, len(labels), seed=t.seed)
-    predictor = Predictor(model, preprocessor, config.model.max_seq_length)
+    class_weights = _class_weights(t, labels, train_split.labels)
     steps_per_epoch = math.ceil(len(train_split) / t.batch_size)
     total_steps = steps_per_epoch * t.epochs
-    optimizer = build_optimizer(t, total_steps)
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    best = tf.Variable(-np.inf, dtype=tf.float64, trainable=False, name="best_metric")
-    best_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch, best=best, best_epoch=best_epoch)
-    manager = tf.train.CheckpointManager(checkpoint, str(run.checkpoints), max_to_keep=1)
+    plan = _plan(config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch)
+    if dry_run:
+        _log_examples(train_examples, train_split, preprocessor, config)
+        return plan
+
+    # -- model, optimizer, and the state a checkpoint carries (built inside the strategy's scope)
+    with strategy.scope():
+        model = build_classifier(config.model, len(labels), seed=t.seed)
+        optimizer = build_optimizer(t, total_steps)
+        state = LoopState.create()
+        variables = model.trainable_variables
+        accumulators = [
+            tf.Variable(tf.zeros_like(v), trainable=False, name=f"accumulated/{v.name.split(':')[0]}",
+                        synchronization=tf.VariableSynchronization.ON_READ,
+                        aggregation=tf.VariableAggregation.SUM)
+            for v in variables
+        ] if t.accumulation_steps > 1 else []
+    predictor = Predictor(model, preprocessor, config.model.max_seq_length)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state))
+    manager = tf.train.CheckpointManager(
+        checkpoint, str(runtime.write_dir(run.checkpoints, chief)), max_to_keep=2
+    )
     if resume:
         if manager.latest_checkpoint is None:
             raise RunDirError(f"run '{run.path}' has no checkpoint to resume from; start it again with --overwrite")
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log.info("resumed from %s at epoch %d, step %d", manager.latest_checkpoint, int(epoch), int(optimizer.iterations))
-    else:
+        log.info("resumed from %s: epoch %d, step %d", manager.latest_checkpoint,
+                 int(state.epoch) + 1, int(optimizer.iterations))
+    elif chief:
         run.write_setup(config, labels, {
             "data_dir": str(data_dir.resolve()),
             "encoder": resolve.resolve_handle(config.model.encoder, "encoder"),
             "preprocessor": resolve.resolve_handle(resolve.preprocessor_for(config.model), "preprocessor"),
+            "plan": plan,
         })
 
-    variables = model.trainable_variables
+    # -- the step: forward and backward on each replica's share of a micro-batch
+    weight_of_class = tf.constant(class_weights, tf.float32)
 
-    @tf.function(input_signature=[input_signature(), tf.TensorSpec([None], tf.int32)])
-    def train_step(features, labels):
+    def replica_step(features, batch_labels, step_size, apply: bool):
         with tf.GradientTape() as tape:
-            logits = model(features, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            logits = tf.cast(model(features, training=True), tf.float32)
+            per_example = _cross_entropy(batch_labels, logits, t.label_smoothing) * tf.gather(
+                weight_of_class, batch_labels)
+            # Divided by the whole step's batch, so that micro-batches and replicas sum to its mean.
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=step_size)
         gradients = tape.gradient(loss, variables)
-        gradient_norm = tf.linalg.global_norm(gradients)
+        if accumulators:
+            for accumulator, gradient in zip(accumulators, gradients):
+                accumulator.assign_add(tf.convert_to_tensor(gradient))
+            if not apply:
+                return loss, tf.constant(0.0)
+            gradients = [accumulator.read_value() for accumulator in accumulators]
+        norm = _apply(gradients)
+        for accumulator in accumulators:
+            accumulator.assign(tf.zeros_like(accumulator))
+        return loss, norm
+
+    def _apply(gradients):
+        if strategy.num_replicas_in_sync > 1:  # sum over replicas first, so that clipping sees the real norm
+            context = tf.distribute.get_replica_context()
+            gradients = context.all_reduce("sum", [tf.convert_to_tensor(g) for g in gradients])
+        norm = tf.linalg.global_norm(gradients)
         if t.clip_norm > 0:
-            gradients, _ = tf.clip_by_global_norm(gradients, t.clip_norm, use_norm=gradient_norm)
-        optimizer.apply_gradients(zip(gradients, variables))
-        return {"loss": loss, "gradient_norm": gradient_norm}
+            gradients, _ = tf.clip_by_global_norm(gradients, t.clip_norm, use_norm=norm)
+        optimizer.apply_gradients(zip(gradients, variables), experimental_aggregate_gradients=False)
+        return norm
 
-    _log_plan(config, labels, train_split, validation_split, steps_per_epoch)
-    started = time.perf_counter()
-    step, examples_seen = int(optimizer.iterations), 0
-    while int(epoch) < t.epochs:
-        # -- one epoch of length-grouped batches; the order depends on (seed, epoch) only
-        epoch_started, losses = time.perf_counter(), []
-        window_started, window_examples = epoch_started, 0
-        dataset = inputs.train_batches(
-            train_split, preprocessor, t.batch_size, config.model.max_seq_length, t.seed, int(epoch)
-        )
-        for features, batch_labels in dataset:
-            logs = train_step(features, batch_labels)
-            losses.append(logs["loss"])
-            step += 1
-            window_examples += len(batch_labels)
-            if step % config.runtime.log_every_steps == 0:
-                # .numpy() waits for the step to finish: only at log time, never every step
-                loss, norm = logs["loss"].numpy(), logs["gradient_norm"].numpy()
-                now = time.perf_counter()
-                log.info(
-                    "epoch %d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s",
-                    int(epoch) + 1, step, total_steps, loss, norm, float(optimizer.learning_rate),
-                    window_examples / (now - window_started),
-                )
-                examples_seen, window_examples, window_started = examples_seen + window_examples, 0, now
-        examples_seen += window_examples
-        epoch.assign_add(1)
-        train_loss = float(np.mean([loss.numpy() for loss in losses]))
+    def epoch_dataset(epoch: int, position: int):
+        epoch_plan = inputs.plan_epoch(train_split.lengths, t.batch_size, t.accumulation_steps, t.seed, epoch)
+        rest = epoch_plan.after(position)
 
-        # -- validate, keep the best model
-        record = {"epoch": int(epoch), "step": int(optimizer.iterations), "train_loss": train_loss,
-                  "epoch_seconds": round(time.perf_counter() - epoch_started, 2)}
-        if len(validation_split):
-            predicted = predictor.probabilities(validation_split).argmax(-1)
-            scores = classification_metrics(validation_split.labels, predicted, labels)
-            record["validation"] = {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"]}
-            value = record["validation"][t.select_metric]
-        else:
-            value = -train_loss  # no validation split: the latest model is the best we know
-        if value > float(best):
-            best.assign(value)
-            best_epoch.assign(epoch)
-            _save_weights(model, run, "best")
+        def dataset_fn(context: tf.distribute.InputContext):
+            local = context.num_replicas_in_sync // context.num_input_pipelines
+            return inputs.train_dataset(train_split, preprocessor, rest, config.model.max_seq_length,
+                                        replicas=context.num_replicas_in_sync,
+                                        first_replica=context.input_pipeline_id * local, local_replicas=local)
 
-        # -- checkpoint, then record: a crash before the save repeats the epoch on --resume
-        manager.save(checkpoint_number=int(epoch))
-        run.append_metrics(record)
-        log.info("epoch %d done: %s", int(epoch), _format(record))
+        return rest, strategy.distribute_datasets_from_function(dataset_fn)
 
-    _save_weights(model, run, "last")
+    def make_step(apply: bool, spec):
+        def step(batch):
+            loss, norm = strategy.run(replica_step, args=(*batch, apply))
+            return strategy.reduce("sum", loss, axis=None), strategy.experimental_local_results(norm)[0]
+
+        # One signature with [None, None] inputs: batches of every length reuse one trace.
+        return tf.function(step, input_signature=[spec])
+
+    spec = epoch_dataset(0, 0)[1].element_spec
+    step_and_apply, step_and_accumulate = make_step(True, spec), make_step(False, spec)
+
+    # -- the loop
+    writer = tf.summary.create_file_writer(str(run.path / "tensorboard")) if chief else tf.summary.create_noop_writer()
+    stop = _StopOnSignal()
+    progress = Progress(total_steps, int(optimizer.iterations))
+    patience = t.early_stopping.patience
+    started, examples_seen, window_losses, window_steps = time.perf_counter(), 0, [], 0
+    with stop, writer.as_default():
+        while int(state.epoch) < t.epochs and not (patience and int(state.bad_epochs) >= patience):
+            epoch = int(state.epoch)
+            rest, dataset = epoch_dataset(epoch, int(state.position))
+            for i, batch in enumerate(dataset):
+                # -- forward/backward; the optimizer steps on the last micro-batch of each step
+                end_of_step = bool(rest.step_ends[i])
+                loss, norm = (step_and_apply if end_of_step else step_and_accumulate)(batch)
+                state.position.assign_add(1)
+                window_losses.append(loss)  # a step's micro-batch losses sum to its mean loss
+                if not end_of_step:
+                    continue
+                examples = int(rest.step_sizes[i])
+                examples_seen += examples
+                window_steps += 1
+                progress.step(examples)
+                step = int(progress.done)
+
+                # -- log (.numpy() waits for the device: here only, never every step)
+                if step % config.runtime.log_every_steps == 0:
+                    mean_loss = float(np.sum([x.numpy() for x in window_losses])) / window_steps
+                    window_losses, window_steps = [], 0
+                    _check_finite(mean_loss, step, manager)
+                    rate = progress.examples_per_second()
+                    progress.line("epoch %d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s",
+                                  epoch + 1, step, total_steps, mean_loss, norm.numpy(),
+                                  float(optimizer.learning_rate), rate)
+                    summary_scalar("train/loss", mean_loss, step=step)
+                    summary_scalar("train/learning_rate", float(optimizer.learning_rate), step=step)
+                    summary_scalar("train/examples_per_second", rate, step=step)
+
+                # -- checkpoint now and then, and whenever asked to stop
+                if stop.requested or (config.runtime.checkpoint_every_steps
+                                      and step % config.runtime.checkpoint_every_steps == 0):
+                    _check_finite(float(loss.numpy()), step, manager)
+                    manager.save(checkpoint_number=step)
+                if stop.requested:
+                    raise TrainingInterrupted(
+                        f"stopped by {stop.requested} at step {step}; checkpoint saved. "
+                        f"Continue with: sft train --resume --run-dir {run.path}"
+                    )
+
+            # -- validate, keep the best model, count epochs without improvement
+            record = _validate(predictor, validation_split, labels, t.select_metric)
+            record |= {"epoch": epoch + 1, "step": int(optimizer.iterations)}
+            value = record.pop("_select")
+            # Without a validation split there is nothing to select on: the newest epoch counts as best.
+            if not len(validation_split) or value > float(state.best) + t.early_stopping.min_delta:
+                state.best.assign(value)
+                state.best_epoch.assign(epoch + 1)
+                state.bad_epochs.assign(0)
+                _save_weights(model, run, "best", chief)
+            else:
+                state.bad_epochs.assign_add(1)
+            state.epoch.assign_add(1)
+            state.position.assign(0)
+            _check_finite(float(np.sum([x.numpy() for x in window_losses])), int(optimizer.iterations), manager)
+            manager.save(checkpoint_number=int(optimizer.iterations))
+            if chief:
+                run.append_metrics(record)
+                for key, v in record.get("validation", {}).items():
+                    summary_scalar(f"validation/{key}", v, step=int(optimizer.iterations))
+            progress.line("epoch %d done: %s", epoch + 1, _format(record))
+            if patience and int(state.bad_epochs) >= patience:
+                progress.line("early stop: no improvement of %s for %d epochs", t.select_metric, patience)
+
+    # -- the last model, and what happened
+    _save_weights(model, run, "last", chief)
+    elapsed = time.perf_counter() - started
     summary = {
-        "epochs": int(epoch),
+        "epochs": int(state.epoch),
         "steps": int(optimizer.iterations),
         "steps_per_epoch": steps_per_epoch,
+        "stopped_early": int(state.epoch) < t.epochs,
         "train_examples": len(train_split),
         "validation_examples": len(validation_split),
         "select_metric": t.select_metric,
-        "best_epoch": int(best_epoch),
-        "best_validation": float(best) if len(validation_split) else None,
-        "train_seconds": round(time.perf_counter() - started, 2),
-        "examples_per_second": round(examples_seen / max(time.perf_counter() - started, 1e-9), 2),
+        "best_epoch": int(state.best_epoch),
+        "best_validation": float(state.best) if len(validation_split) else None,
+        "train_seconds": round(elapsed, 2),
+        "examples_per_second": round(examples_seen / max(elapsed, 1e-9), 2),
     }
-    write_json(run.summary_file, summary)
+    if chief:
+        write_json(run.summary_file, summary)
     return summary
 
 
-def _save_weights(model, run: RunDir, which: str) -> None:
+def _cross_entropy(labels, logits, smoothing: float):
+    if smoothing == 0.0:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+    classes = tf.shape(logits)[-1]
+    targets = tf.one_hot(labels, classes) * (1.0 - smoothing) + smoothing / tf.cast(classes, tf.float32)
+    return tf.nn.softmax_cross_entropy_with_logits(targets, logits)
+
+
+def _validate(predictor: Predictor, split: inputs.EncodedSplit, labels: list[str], metric: str) -> dict:
+    """Validation scores, plus `_select`: the value that picks the best model."""
+    if not len(split):
+        return {"_select": 0.0}
+    scores = classification_metrics(split.labels, predictor.probabilities(split).argmax(-1), labels)
+    validation = {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"]}
+    return {"validation": validation, "_select": validation[metric]}
+
+
+def _check_finite(loss: float, step: int, manager: tf.train.CheckpointManager) -> None:
+    if not math.isfinite(loss):
+        kept = manager.latest_checkpoint or "none yet"
+        raise TrainingDiverged(
+            f"loss is {loss} at step {step}: training diverged (try a lower train.learning_rate); "
+            f"the last good checkpoint is kept: {kept}"
+        )
+
+
+def _class_weights(t: TrainConfig, labels: list[str], train_labels: np.ndarray) -> np.ndarray:
+    """A weight a class for the loss: 1 everywhere, balanced from the train split, or from the table."""
+    if t.class_weights == "balanced":
+        counts = np.bincount(train_labels, minlength=len(labels)).astype(np.float64)
+        weights = np.where(counts > 0, counts.sum() / (len(labels) * np.maximum(counts, 1)), 0.0)
+    elif t.class_weights == "table":
+        unknown = sorted(set(t.class_weight_table) - set(labels))
+        if unknown:
+            from sft.errors import ConfigError
+
+            raise ConfigError(f"train.class_weight_table names unknown labels {unknown} (labels: {', '.join(labels)})")
+        weights = np.array([t.class_weight_table.get(label, 1.0) for label in labels])
+    else:
+        weights = np.ones(len(labels))
+    return weights.astype(np.float32)
+
+
+def _save_weights(model, run: RunDir, which: str, chief: bool) -> None:
     """Weights only (no optimizer state), swapped in whole so a crash never leaves half a model."""
+    if not chief:  # every worker takes part in the save; only the chief's copy is kept
+        tf.train.Checkpoint(model=model).write(str(runtime.write_dir(run.path, chief) / "weights"))
+        return
     with atomic_dir(run.weights(which).parent, replace=True) as tmp:
         tf.train.Checkpoint(model=model).write(str(tmp / run.weights(which).name))
 
 
 def _read_labels(data_dir: Path) -> list[str]:
-    import json
-
     path = data_dir / "labels.json"
     if not path.is_file():
         raise DataError(f"'{data_dir}' is not a prepared-data folder (no labels.json): run `sft prepare` first")
@@ -171,14 +328,55 @@ def _read_labels(data_dir: Path) -> list[str]:
     return labels
 
 
-def _log_plan(config: Config, labels, train_split, validation_split, steps_per_epoch: int) -> None:
+def _plan(config: Config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch) -> dict:
+    """What a reviewer needs before the first step; logged, and returned by --dry-run."""
+    t = config.train
     counts = np.bincount(train_split.labels, minlength=len(labels))
+    plan = {
+        "encoder": config.model.encoder,
+        "train_examples": len(train_split),
+        "validation_examples": len(validation_split),
+        "classes": len(labels),
+        "train_class_counts": dict(zip(labels, counts.tolist())),
+        "class_weights": dict(zip(labels, [round(float(w), 4) for w in class_weights])),
+        "global_batch": t.batch_size,
+        "micro_batch": t.batch_size // t.accumulation_steps,
+        "accumulation_steps": t.accumulation_steps,
+        "replicas": strategy.num_replicas_in_sync,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs": t.epochs,
+        "mean_packed_length": round(float(train_split.lengths.mean()), 1),
+    }
     log.info(
-        "training %s: %d train / %d validation examples, %d classes (%d..%d a class), "
-        "batch %d, %d steps/epoch, %d epochs; mean packed length %.1f",
-        config.model.encoder, len(train_split), len(validation_split), len(labels), counts.min(), counts.max(),
-        config.train.batch_size, steps_per_epoch, config.train.epochs, train_split.lengths.mean(),
+        "plan: %d train / %d validation examples, %d classes (%d..%d a class); global batch %d = %d micro-batch(es) "
+        "of %d on %d replica(s); %d steps/epoch, %d epochs; mean packed length %.1f",
+        plan["train_examples"], plan["validation_examples"], plan["classes"], counts.min(), counts.max(),
+        t.batch_size, t.accumulation_steps, plan["micro_batch"], plan["replicas"], steps_per_epoch, t.epochs,
+        plan["mean_packed_length"],
     )
+    if t.class_weights != "none":
+        log.info("class weights: %s", plan["class_weights"])
+    return plan
+
+
+def _log_examples(examples, split: inputs.EncodedSplit, preprocessor, config: Config, count: int = 3) -> None:
+    """A few training examples as the model will see them: the word pieces of the packed input."""
+    vocab = _vocabulary(config)
+    dataset = inputs.eval_batches(split, preprocessor, count, config.model.max_seq_length)[0].take(1)
+    order = np.argsort(split.lengths, kind="stable")[:count]
+    for features, _ in dataset:
+        for row, i in zip(features["input_word_ids"].numpy(), order):
+            pieces = " ".join(vocab[x] if vocab else str(x) for x in row if x != 0)
+            log.info("example %s [%s]: %s", examples[i].source or i, examples[i].label, pieces)
+
+
+def _vocabulary(config: Config) -> list[str] | None:
+    try:
+        encoder = resolve.load(config.model.encoder, "encoder")
+        path = encoder.vocab_file.asset_path.numpy().decode()
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except Exception:  # an encoder without a vocab_file asset: show ids instead
+        return None
 
 
 def _format(record: dict) -> str:
@@ -186,3 +384,26 @@ def _format(record: dict) -> str:
         f"validation_{k}": v for k, v in record.get("validation", {}).items()
     }
     return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items())
+
+
+class _StopOnSignal:
+    """While active, SIGINT and SIGTERM ask the loop to checkpoint and stop at the next step."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
