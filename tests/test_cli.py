@@ -56,6 +56,20 @@ def test_missing_data_file_is_a_data_error(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_prepare_counts_bad_rows_and_strict_refuses_them(tmp_path):
+    (tmp_path / "a.csv").write_text("text,label\nhi,greet\nbye,bye\nragged,x,y\n")
+    (tmp_path / "c.yaml").write_text(f"data:\n  files: [{tmp_path / 'a.csv'}]\n  validation_size: 0\n  test_size: 0\n")
+    result = invoke("prepare", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "p"))
+    assert result.exit_code == 0
+    assert "3 rows read from 1 file(s)" in result.stderr
+    assert "  dropped: ragged_row 1" in result.stderr
+    assert result.stdout == ""
+    result = invoke("prepare", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "q"), "--strict")
+    assert result.exit_code == DataError.exit_code
+    assert result.stderr.count("\n") == 1 and "a.csv:4: row has 3 fields, the header has 2" in result.stderr
+    assert not (tmp_path / "q").exists()
+
+
 def test_train_before_prepare_says_what_to_run(tmp_path):
     (tmp_path / "c.yaml").write_text(f"data:\n  prepared_dir: {tmp_path / 'p'}\n")
     result = invoke("train", "--config", str(tmp_path / "c.yaml"))

@@ -34,6 +34,14 @@ def test_overrides_are_typed_like_yaml_scalars():
     assert config.train.seed == 7
 
 
+def test_data_sections_from_yaml(tmp_path):
+    path = write(tmp_path, "data:\n  clean: {mask_urls: true}\n  labels:\n    mapping: {Happy: joy}\n    min_count: 5\n")
+    config = load_config(path, ["data.context_speaker=true"])
+    assert config.data.clean.mask_urls and config.data.clean.html  # the other steps keep their defaults
+    assert config.data.labels.mapping == {"Happy": "joy"} and config.data.labels.min_count == 5
+    assert config.data.context_speaker
+
+
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         Config().train.epochs = 9
@@ -54,6 +62,11 @@ def test_round_trip_through_yaml(tmp_path):
         ("model:\n  dropout: 1.5\n", "model.dropout: 1.5 is out of range (must be between 0.0 and 0.9)"),
         ("train:\n  select_metric: loss\n", "train.select_metric: 'loss' is not a valid choice (choose one of: macro_f1, accuracy)"),
         ("train: 3\n", "train: expected a mapping, found int 3"),
+        ("data:\n  clean:\n    html: 1\n", "data.clean.html: expected true or false, found int 1"),
+        ("data:\n  clean:\n    lowercase: true\n", "unknown config key 'data.clean.lowercase' (valid keys here: repair_cp1252,"),
+        ("data:\n  labels:\n    rare: merge\n", "data.labels.rare: 'merge' is not a valid choice (choose one of: drop, other)"),
+        ("data:\n  labels:\n    mapping: [a, b]\n", "data.labels.mapping: expected a mapping, found list"),
+        ("data:\n  format: xlsx\n", "data.format: 'xlsx' is not a valid choice (choose one of: auto, csv, tsv, jsonl)"),
         ("- a\n- b\n", "must hold a mapping of sections, found list"),
         ("train:\n  epochs: [1\n", "is not valid YAML (line"),
     ],

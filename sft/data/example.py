@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sft.errors import DataError
@@ -21,7 +21,10 @@ class Example:
     source: str | None = None  # "file:line" of the raw row
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False)
+        # Field by field: dataclasses.asdict deep-copies, and was half of `sft prepare`'s time.
+        row = {"text": self.text, "label": self.label, "dialogue_id": self.dialogue_id, "context": self.context,
+               "source": self.source}
+        return json.dumps(row, ensure_ascii=False)
 
 
 def read_jsonl(path: str | Path) -> list[Example]:

@@ -1,54 +1,95 @@
-"""`sft prepare`: raw dialogue files to clean, de-duplicated, stratified splits and a report."""
+"""`sft prepare`: raw dialogue files to clean, de-duplicated, stratified splits and a report.
+
+The one reader of raw data: `sft train` reads only what this writes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from sft.config import DataConfig
-from sft.data.clean import clean_text, dedup_key, normalize_label
+from sft.data.clean import dedup_key
+from sft.data.dialogue import Utterance, dialogue_examples
 from sft.data.example import SPLITS, Example
-from sft.data.read import RawRow, read_rows
+from sft.data.labels import rare_classes
+from sft.data.lengths import WordPieceCounter, length_report
+from sft.data.read import RawRow, RowProblems, read_rows
 from sft.data.split import split_examples
-from sft.errors import DataError
+from sft.errors import ConfigError, DataError
 from sft.files import atomic_dir, is_nonempty_dir, write_json, write_text
 
+_SAMPLE = 5  # how many leaked texts and conflicts the report shows
 
-def prepare(config: DataConfig, out: str | Path, overwrite: bool = False) -> dict:
-    """Write train/validation/test.jsonl, labels.json and report.json into `out`; return the report."""
+
+def prepare(
+    config: DataConfig, out: str | Path, overwrite: bool = False, strict: bool = False, vocab: str | Path | None = None
+) -> dict:
+    """Write train/validation/test.jsonl, labels.json and report.json into `out`; return the report.
+
+    Row-level problems (ragged rows, undecodable lines, empty texts or labels)
+    are counted in the report under `dropped`, or raised when `strict`. With
+    `vocab` (a BERT vocab.txt), lengths are reported in word pieces, else in
+    white-space tokens.
+    """
+    started = time.perf_counter()
     out = Path(out)
     if is_nonempty_dir(out) and not overwrite:
         raise DataError(f"prepared folder '{out}' already exists: pass --overwrite or choose another --out")
     sources = config.sources()
     if not sources:
-        raise DataError("no input files: list raw CSV files under data.files (or data.splits) in the config")
+        raise DataError("no input files: list raw files under data.files (or data.splits) in the config")
     if config.files and any(split for split, _ in sources):
         raise DataError("give either data.files (pooled, then split) or data.splits (kept as given), not both")
+    if config.context_speaker and config.columns.speaker is None:
+        raise ConfigError("data.context_speaker needs data.columns.speaker: name the speaker column or set it false")
 
-    report: dict = {"files": [f for _, f in sources], "rows_read": 0, "dropped": Counter()}
+    # 1. read every file; each given split (or the pooled files) is one dialogue-id space
+    problems = RowProblems(strict)
+    report: dict = {"files": [], "rows_read": 0}
     rows: dict[str | None, list[RawRow]] = defaultdict(list)
     for split, path in sources:
-        for row in read_rows(path, config.columns):
-            report["rows_read"] += 1
-            rows[split].append(row)
+        before = len(rows[split]) + problems.counts.total()
+        rows[split].extend(read_rows(path, config.columns, format=config.format, encoding=config.encoding,
+                                     problems=problems))
+        report["files"].append({"path": path, "split": split or "pooled",
+                                "rows": len(rows[split]) + problems.counts.total() - before})
+    report["rows_read"] = sum(f["rows"] for f in report["files"])
     if not report["rows_read"]:
-        raise DataError(f"no data rows in {', '.join(report['files'])}: the files hold only a header")
+        raise DataError(f"no data rows in {', '.join(f for _, f in sources)}: the files hold only a header")
 
-    tagged = [(split, e) for split, split_rows in rows.items()
-              for e in _to_examples(split_rows, config.context_turns, report["dropped"])]
+    # 2. clean, order dialogues, attach context
+    tagged = [(split, u) for split, split_rows in rows.items() for u in dialogue_examples(split_rows, config, problems)]
     if not tagged:
-        raise DataError("every row was dropped (empty text or label); check data.columns in the config")
-    kept = _deduplicate(tagged, report)
+        reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(problems.counts.items()))
+        raise DataError(f"every row was dropped ({reasons}); check data.columns in the config")
+    dropped = Counter(problems.counts)
+
+    # 3. one example per (text, context), conflicting labels resolved; then rare classes
+    kept = _deduplicate(tagged, config.labels.conflicts, report, dropped)
+    kept = _handle_rare(kept, config, report, dropped)
+    if not kept:
+        raise DataError("every example was dropped (label conflicts or rare classes); see data.labels in the config")
+
+    # 4. split, then check what the splits hold
     splits = _split(kept, config)
     labels = sorted({e.label for examples in splits.values() for e in examples})
-
-    report["dropped"] = dict(report["dropped"])
+    report["dropped"] = dict(sorted(dropped.items()))
+    report["problems"] = problems.messages
     report["examples"] = {s: len(splits[s]) for s in SPLITS}
     report["labels"] = len(labels)
     report["class_counts"] = {s: dict(sorted(Counter(e.label for e in splits[s]).items())) for s in SPLITS}
+    every = [e for s in SPLITS for e in splits[s]]
+    if vocab is not None:
+        report["lengths"] = {**length_report(every, WordPieceCounter(vocab), "word_pieces"), "vocab": str(vocab)}
+    else:
+        report["lengths"] = length_report(every, None, "whitespace_tokens")
     report["leakage"] = _leakage(splits)
+    report["seconds"] = round(time.perf_counter() - started, 2)
 
+    # 5. write under a temporary name, then rename into place
     with atomic_dir(out, replace=overwrite) as tmp:
         for s in SPLITS:
             write_text(tmp / f"{s}.jsonl", "".join(e.to_json() + "\n" for e in splits[s]))
@@ -57,62 +98,75 @@ def prepare(config: DataConfig, out: str | Path, overwrite: bool = False) -> dic
     return report
 
 
-def _to_examples(rows: list[RawRow], context_turns: int, dropped: Counter) -> list[Example]:
-    """Clean rows; with dialogue ids, order each dialogue by turn and attach previous turns."""
-    dialogues: dict[str | None, list[tuple[RawRow, str]]] = defaultdict(list)
-    for row in rows:
-        text, label = clean_text(row.text), normalize_label(row.label)
-        if not text:
-            dropped["empty_text"] += 1
-        elif not label:
-            dropped["empty_label"] += 1
-        else:
-            key = row.dialogue_id.strip() if row.dialogue_id is not None else None
-            dialogues[key or None].append((row, text))
-
-    examples = []
-    for dialogue_id, turns in dialogues.items():
-        if dialogue_id is not None and turns[0][0].turn is not None:
-            turns.sort(key=lambda t: _turn_order(t[0]))
-        history: list[str] = []
-        for row, text in turns:
-            context = history[-context_turns:] if (dialogue_id is not None and context_turns) else []
-            examples.append(Example(text, normalize_label(row.label), dialogue_id, list(context), row.source))
-            history.append(text)
-    return examples
-
-
-def _turn_order(row: RawRow):
-    turn = (row.turn or "").strip()
-    try:
-        return (0, float(turn), "")
-    except ValueError:
-        return (1, 0.0, turn)  # non-numeric turns sort after numeric ones, as text
-
-
 # A duplicate found in several given splits stays in the one evaluated last, so
 # that test is never trained on and keeps every example its authors put there.
 _PRIORITY = {"test": 0, "validation": 1, "train": 2, None: 3}
 
 
-def _deduplicate(tagged: list[tuple[str | None, Example]], report: dict) -> list[tuple[str | None, Example]]:
-    """One example per (text, context); conflicting labels resolved by majority vote."""
-    by_key: dict[tuple, list[tuple[str | None, Example]]] = defaultdict(list)
-    for split, e in tagged:
-        by_key[(dedup_key(e.text), tuple(dedup_key(c) for c in e.context))].append((split, e))
-    kept, duplicates, conflicts = [], 0, 0
-    for group in by_key.values():
-        votes = Counter(e.label for _, e in group)
+def _deduplicate(tagged: list[tuple[str | None, Utterance]], conflicts: str, report: dict,
+                 dropped: Counter) -> list[tuple[str | None, Example]]:
+    """One example per normalised (text, context).
+
+    Duplicates are `exact` when their raw text and context are identical,
+    `normalised` when they are equal only after cleaning and case folding. A
+    group under several labels is a conflict: with "majority" it keeps its most
+    frequent label and a tie drops it; with "drop" it is dropped.
+    """
+    groups: dict[tuple, list[tuple[str | None, Utterance]]] = defaultdict(list)
+    for split, u in tagged:
+        e = u.example
+        groups[(dedup_key(e.text), *(dedup_key(c) for c in e.context))].append((split, u))
+
+    kept, exact, normalised, sample = [], 0, 0, []
+    report["label_conflicts"] = 0
+    for group in groups.values():
+        if len(group) == 1:  # most examples: nothing to merge
+            kept.append((group[0][0], group[0][1].example))
+            continue
+        votes = Counter(u.example.label for _, u in group).most_common()
+        label = votes[0][0]
         if len(votes) > 1:
-            conflicts += 1
-        label = min(votes, key=lambda lab: (-votes[lab], lab))  # ties: the first label by name
+            report["label_conflicts"] += 1
+            if conflicts == "drop" or votes[0][1] == votes[1][1]:
+                label = None
+            if len(sample) < _SAMPLE:
+                e = group[0][1].example
+                sample.append({"text": e.text, "context": e.context, "labels": dict(votes), "kept": label})
+            if label is None:
+                dropped["label_conflict"] += len(group)
+                continue
+        distinct = len({u.raw for _, u in group})
+        exact += len(group) - distinct
+        normalised += distinct - 1
         split = min((s for s, _ in group), key=_PRIORITY.__getitem__)
-        representative = next(e for s, e in group if s == split)
-        kept.append((split, dataclasses.replace(representative, label=label)))
-        duplicates += len(group) - 1
-    report["duplicates_removed"] = duplicates
-    report["label_conflicts"] = conflicts
+        representative = next((u.example for s, u in group if s == split and u.example.label == label),
+                              next(u.example for s, u in group if s == split))
+        kept.append((split, representative if representative.label == label
+                      else dataclasses.replace(representative, label=label)))
+    report["duplicates_removed"] = exact + normalised
+    report["duplicates"] = {"exact": exact, "normalised": normalised}
+    report["conflict_resolution"] = conflicts
+    report["conflict_sample"] = sample
     return kept
+
+
+def _handle_rare(kept: list[tuple[str | None, Example]], config: DataConfig, report: dict,
+                 dropped: Counter) -> list[tuple[str | None, Example]]:
+    """Classes under `data.labels.min_count` examples dropped, or merged into `data.labels.other`."""
+    counts = Counter(e.label for _, e in kept)
+    fate = rare_classes(counts, config.labels)
+    report["rare_labels"] = {label: counts[label] for label in fate}
+    if not fate:
+        return kept
+    out = []
+    for split, e in kept:
+        if e.label in fate:
+            if fate[e.label] is None:
+                dropped["rare_label"] += 1
+                continue
+            e = dataclasses.replace(e, label=fate[e.label])
+        out.append((split, e))
+    return out
 
 
 def _split(kept: list[tuple[str | None, Example]], config: DataConfig) -> dict[str, list[Example]]:
@@ -122,7 +176,7 @@ def _split(kept: list[tuple[str | None, Example]], config: DataConfig) -> dict[s
         return split_examples(pooled, config.validation_size, config.test_size, config.seed)
     given = {s: [e for t, e in kept if t == s] for s in SPLITS}
     if not given["train"]:
-        raise DataError("data.splits has no train files: list them under data.splits.train")
+        raise DataError("data.splits has no train examples: list train files under data.splits.train")
     carve = {s: size for s, size in (("validation", config.validation_size), ("test", config.test_size))
              if not given[s]}
     if carve:
@@ -133,10 +187,57 @@ def _split(kept: list[tuple[str | None, Example]], config: DataConfig) -> dict[s
 
 
 def _leakage(splits: dict[str, list[Example]]) -> dict:
-    """Normalised texts found in more than one split, context aside: short replies may recur."""
-    seen: dict[str, set[str]] = defaultdict(set)
-    for s, examples in splits.items():
-        for e in examples:
-            seen[dedup_key(e.text)].add(s)
-    leaked = [text for text, where in seen.items() if len(where) > 1]
-    return {"texts_in_several_splits": len(leaked), "examples": leaked[:5]}
+    """Normalised texts found in more than one split, context aside (short replies may recur
+    legitimately), and whole examples, text with context, which should never recur."""
+    texts: dict[str, set[str]] = defaultdict(set)
+    examples: dict[tuple, set[str]] = defaultdict(set)
+    for s, split in splits.items():
+        for e in split:
+            texts[dedup_key(e.text)].add(s)
+            examples[(dedup_key(e.text), *(dedup_key(c) for c in e.context))].add(s)
+    leaked = [text for text, where in texts.items() if len(where) > 1]
+    return {
+        "texts_in_several_splits": len(leaked),
+        "examples_in_several_splits": sum(len(where) > 1 for where in examples.values()),
+        "sample": leaked[:_SAMPLE],
+    }
+
+
+def format_summary(report: dict, out: str | Path) -> str:
+    """The report as a few lines for a person reading stderr."""
+    examples = report["examples"]
+    lines = [
+        f"prepared {out}: {report['rows_read']} rows read from {len(report['files'])} file(s), "
+        f"{report['labels']} labels; train/validation/test = " + "/".join(str(examples[s]) for s in SPLITS),
+        "  dropped: " + (", ".join(f"{reason} {n}" for reason, n in report["dropped"].items()) or "none"),
+        f"  duplicates removed: {report['duplicates_removed']} ({report['duplicates']['exact']} exact, "
+        f"{report['duplicates']['normalised']} normalised); label conflicts: {report['label_conflicts']} "
+        f"({report['conflict_resolution']})",
+    ]
+    if report["rare_labels"]:
+        lines.append("  rare classes: " + ", ".join(f"{label} ({n})" for label, n in report["rare_labels"].items()))
+    counts = report["class_counts"]
+    if report["labels"] <= 20:
+        width = max(len(label) for split in counts.values() for label in split) if report["labels"] else 5
+        lines.append(f"  {'class':<{width}}  " + "  ".join(f"{s:>10}" for s in SPLITS))
+        for label in sorted({label for split in counts.values() for label in split}):
+            lines.append(f"  {label:<{width}}  " + "  ".join(f"{counts[s].get(label, 0):>10}" for s in SPLITS))
+    else:
+        for s in SPLITS:
+            if counts[s]:
+                low, high = min(counts[s].values()), max(counts[s].values())
+                lines.append(f"  {s}: {len(counts[s])} classes, {low} to {high} examples a class")
+    lengths = report["lengths"]
+    lines.append(
+        f"  length in {lengths['unit'].replace('_', ' ')}: "
+        + "; ".join(f"{part} " + " ".join(f"{k} {v}" for k, v in lengths[part].items()) for part in ("text", "packed"))
+    )
+    leakage = report["leakage"]
+    lines.append(
+        f"  leakage: {leakage['texts_in_several_splits']} texts in several splits (context aside), "
+        f"{leakage['examples_in_several_splits']} with their context"
+        + (f"; e.g. {', '.join(repr(t) for t in leakage['sample'][:3])}" if leakage["sample"] else "")
+    )
+    for reason, messages in report["problems"].items():
+        lines.append(f"  first {reason}: {messages[0]}")
+    return "\n".join(lines)
