@@ -58,15 +58,19 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """Only the chief writes metrics, summaries and models; the others compute alongside."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
+def is_chief() -> bool:
+    """Only the chief writes metrics, summaries and models; the others compute alongside.
+
+    Read from TF_CONFIG, as the multi-worker strategy reads it: the `chief` task,
+    or worker 0 when the cluster names no chief; a single process is its own chief.
+    """
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    if not task:
         return True
-    if resolver.task_type == "chief":
+    if task.get("type") == "chief":
         return True
-    has_chief = "chief" in json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in config.get("cluster", {})
 
 
 def write_dir(path: Path, chief: bool) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     # -- runtime first: thread pools and the strategy are fixed before TensorFlow's first op
     runtime.configure(config.runtime)
     strategy = runtime.make_strategy(config.runtime.strategy)
-    chief = runtime.is_chief(strategy)
+    chief = runtime.is_chief()
     set_seed(t.seed)
 
     # -- data: the prepared splits, tokenised once; the preprocessor stays on the host
@@ -105,11 +106,11 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
         checkpoint, str(runtime.write_dir(run.checkpoints, chief)), max_to_keep=2
     )
     if resume:
-        if manager.latest_checkpoint is None:
+        latest = tf.train.latest_checkpoint(str(run.checkpoints))  # the chief's, for every worker
+        if latest is None:
             raise RunDirError(f"run '{run.path}' has no checkpoint to resume from; start it again with --overwrite")
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        log.info("resumed from %s: epoch %d, step %d", manager.latest_checkpoint,
-                 int(state.epoch) + 1, int(optimizer.iterations))
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        log.info("resumed from %s: epoch %d, step %d", latest, int(state.epoch.numpy()) + 1, int(optimizer.iterations.numpy()))
     elif chief:
         run.write_setup(config, labels, {
             "data_dir": str(data_dir.resolve()),
@@ -176,13 +177,13 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     # -- the loop
     writer = tf.summary.create_file_writer(str(run.path / "tensorboard")) if chief else tf.summary.create_noop_writer()
     stop = _StopOnSignal()
-    progress = Progress(total_steps, int(optimizer.iterations))
+    progress = Progress(total_steps, int(optimizer.iterations.numpy()))
     patience = t.early_stopping.patience
     started, examples_seen, window_losses, window_steps = time.perf_counter(), 0, [], 0
     with stop, writer.as_default():
-        while int(state.epoch) < t.epochs and not (patience and int(state.bad_epochs) >= patience):
-            epoch = int(state.epoch)
-            rest, dataset = epoch_dataset(epoch, int(state.position))
+        while int(state.epoch.numpy()) < t.epochs and not (patience and int(state.bad_epochs.numpy()) >= patience):
+            epoch = int(state.epoch.numpy())
+            rest, dataset = epoch_dataset(epoch, int(state.position.numpy()))
             for i, batch in enumerate(dataset):
                 # -- forward/backward; the optimizer steps on the last micro-batch of each step
                 end_of_step = bool(rest.step_ends[i])
@@ -202,12 +203,11 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
                     mean_loss = float(np.sum([x.numpy() for x in window_losses])) / window_steps
                     window_losses, window_steps = [], 0
                     _check_finite(mean_loss, step, manager)
-                    rate = progress.examples_per_second()
+                    rate, learning_rate = progress.examples_per_second(), float(optimizer.learning_rate.numpy())
                     progress.line("epoch %d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s",
-                                  epoch + 1, step, total_steps, mean_loss, norm.numpy(),
-                                  float(optimizer.learning_rate), rate)
+                                  epoch + 1, step, total_steps, mean_loss, norm.numpy(), learning_rate, rate)
                     summary_scalar("train/loss", mean_loss, step=step)
-                    summary_scalar("train/learning_rate", float(optimizer.learning_rate), step=step)
+                    summary_scalar("train/learning_rate", learning_rate, step=step)
                     summary_scalar("train/examples_per_second", rate, step=step)
 
                 # -- checkpoint now and then, and whenever asked to stop
@@ -223,10 +223,10 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
 
             # -- validate, keep the best model, count epochs without improvement
             record = _validate(predictor, validation_split, labels, t.select_metric)
-            record |= {"epoch": epoch + 1, "step": int(optimizer.iterations)}
+            record |= {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy())}
             value = record.pop("_select")
             # Without a validation split there is nothing to select on: the newest epoch counts as best.
-            if not len(validation_split) or value > float(state.best) + t.early_stopping.min_delta:
+            if not len(validation_split) or value > float(state.best.numpy()) + t.early_stopping.min_delta:
                 state.best.assign(value)
                 state.best_epoch.assign(epoch + 1)
                 state.bad_epochs.assign(0)
@@ -235,29 +235,31 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
                 state.bad_epochs.assign_add(1)
             state.epoch.assign_add(1)
             state.position.assign(0)
-            _check_finite(float(np.sum([x.numpy() for x in window_losses])), int(optimizer.iterations), manager)
-            manager.save(checkpoint_number=int(optimizer.iterations))
+            _check_finite(float(np.sum([x.numpy() for x in window_losses])), int(optimizer.iterations.numpy()), manager)
+            manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
             if chief:
                 run.append_metrics(record)
                 for key, v in record.get("validation", {}).items():
-                    summary_scalar(f"validation/{key}", v, step=int(optimizer.iterations))
+                    summary_scalar(f"validation/{key}", v, step=int(optimizer.iterations.numpy()))
             progress.line("epoch %d done: %s", epoch + 1, _format(record))
-            if patience and int(state.bad_epochs) >= patience:
+            if patience and int(state.bad_epochs.numpy()) >= patience:
                 progress.line("early stop: no improvement of %s for %d epochs", t.select_metric, patience)
 
     # -- the last model, and what happened
     _save_weights(model, run, "last", chief)
+    if not chief:
+        shutil.rmtree(manager.directory, ignore_errors=True)
     elapsed = time.perf_counter() - started
     summary = {
-        "epochs": int(state.epoch),
-        "steps": int(optimizer.iterations),
+        "epochs": int(state.epoch.numpy()),
+        "steps": int(optimizer.iterations.numpy()),
         "steps_per_epoch": steps_per_epoch,
-        "stopped_early": int(state.epoch) < t.epochs,
+        "stopped_early": int(state.epoch.numpy()) < t.epochs,
         "train_examples": len(train_split),
         "validation_examples": len(validation_split),
         "select_metric": t.select_metric,
-        "best_epoch": int(state.best_epoch),
-        "best_validation": float(state.best) if len(validation_split) else None,
+        "best_epoch": int(state.best_epoch.numpy()),
+        "best_validation": float(state.best.numpy()) if len(validation_split) else None,
         "train_seconds": round(elapsed, 2),
         "examples_per_second": round(examples_seen / max(elapsed, 1e-9), 2),
     }
@@ -312,7 +314,9 @@ def _class_weights(t: TrainConfig, labels: list[str], train_labels: np.ndarray) 
 def _save_weights(model, run: RunDir, which: str, chief: bool) -> None:
     """Weights only (no optimizer state), swapped in whole so a crash never leaves half a model."""
     if not chief:  # every worker takes part in the save; only the chief's copy is kept
-        tf.train.Checkpoint(model=model).write(str(runtime.write_dir(run.path, chief) / "weights"))
+        scratch = runtime.write_dir(run.path, chief)
+        tf.train.Checkpoint(model=model).write(str(scratch / "weights"))
+        shutil.rmtree(scratch, ignore_errors=True)
         return
     with atomic_dir(run.weights(which).parent, replace=True) as tmp:
         tf.train.Checkpoint(model=model).write(str(tmp / run.weights(which).name))
