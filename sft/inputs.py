@@ -80,11 +80,12 @@ class EpochPlan:
         return EpochPlan(self.micro_batches[position:], self.step_sizes[position:], self.step_ends[position:])
 
 
-def plan_epoch(lengths: np.ndarray, batch_size: int, accumulation: int, seed: int, epoch: int) -> EpochPlan:
+def plan_epoch(lengths: np.ndarray, batch_size: int, accumulation: int, seed: int, epoch: int,
+               group_lengths: bool = True) -> EpochPlan:
     """Shuffled, length-grouped batches; the same (seed, epoch) gives the same plan in any process."""
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(lengths))
-    window = batch_size * _WINDOW_BATCHES
+    window = batch_size * _WINDOW_BATCHES if group_lengths else 1
     for start in range(0, len(order), window):
         chunk = order[start : start + window]
         order[start : start + window] = chunk[np.argsort(lengths[chunk], kind="stable")]
@@ -103,7 +104,8 @@ def plan_epoch(lengths: np.ndarray, batch_size: int, accumulation: int, seed: in
 
 
 def train_dataset(split: EncodedSplit, preprocessor, plan: EpochPlan, max_seq_length: int,
-                  replicas: int = 1, first_replica: int = 0, local_replicas: int = 1) -> tf.data.Dataset:
+                  replicas: int = 1, first_replica: int = 0, local_replicas: int = 1,
+                  pad_to: int | None = None) -> tf.data.Dataset:
     """(features, labels, step_size) per replica batch, in the order the plan gives.
 
     Under a distribution strategy each micro-batch is dealt out across all
@@ -113,7 +115,7 @@ def train_dataset(split: EncodedSplit, preprocessor, plan: EpochPlan, max_seq_le
     pieces = [plan.micro_batches[:, r::replicas] for r in range(first_replica, first_replica + local_replicas)]
     batches = np.stack(pieces, axis=1).reshape(len(plan) * local_replicas, -1)
     step_sizes = np.repeat(plan.step_sizes, local_replicas)
-    return _packed(split, preprocessor, batches, max_seq_length, step_sizes)
+    return _packed(split, preprocessor, batches, max_seq_length, step_sizes, pad_to)
 
 
 def eval_batches(split: EncodedSplit, preprocessor, batch_size: int, max_seq_length: int):
@@ -130,7 +132,8 @@ def _index_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_length: int,
-            step_sizes: np.ndarray | None = None) -> tf.data.Dataset:
+            step_sizes: np.ndarray | None = None, pad_to: int | None = None) -> tf.data.Dataset:
+    """`pad_to` pads every batch to one length, as the TF tutorials do (the benchmark's baseline)."""
     text_ids, context_ids = split.text_ids, split.context_ids
     labels = tf.constant(split.labels)
 
@@ -144,7 +147,7 @@ def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_leng
             segments = [text[:, : max_seq_length - 3], _keep_last(tf.gather(context_ids, index), room)]
         packed_length = sum(s.row_lengths() for s in segments) + len(segments) + 1
         longest = tf.reduce_max(tf.concat([packed_length, [2]], axis=0))  # an empty batch still packs
-        seq_length = tf.cast(longest, tf.int32)
+        seq_length = tf.cast(longest, tf.int32) if pad_to is None else tf.constant(pad_to, tf.int32)
         features = preprocessor.bert_pack_inputs(segments, seq_length=seq_length)
         return (features, tf.gather(labels, index), *step_size)
 

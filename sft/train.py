@@ -93,13 +93,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
         model = build_classifier(config.model, len(labels), seed=t.seed)
         optimizer = build_optimizer(t, total_steps)
         state = LoopState.create()
-        variables = model.trainable_variables
-        accumulators = [
-            tf.Variable(tf.zeros_like(v), trainable=False, name=f"accumulated/{v.name.split(':')[0]}",
-                        synchronization=tf.VariableSynchronization.ON_READ,
-                        aggregation=tf.VariableAggregation.SUM)
-            for v in variables
-        ] if t.accumulation_steps > 1 else []
+    train_step = TrainStep(model, optimizer, strategy, t, class_weights)
     predictor = Predictor(model, preprocessor, config.model.max_seq_length)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state))
     manager = tf.train.CheckpointManager(
@@ -119,60 +113,11 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
             "plan": plan,
         })
 
-    # -- the step: forward and backward on each replica's share of a micro-batch
-    weight_of_class = tf.constant(class_weights, tf.float32)
-
-    def replica_step(features, batch_labels, step_size, apply: bool):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(model(features, training=True), tf.float32)
-            per_example = _cross_entropy(batch_labels, logits, t.label_smoothing) * tf.gather(
-                weight_of_class, batch_labels)
-            # Divided by the whole step's batch, so that micro-batches and replicas sum to its mean.
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=step_size)
-        gradients = tape.gradient(loss, variables)
-        if accumulators:
-            for accumulator, gradient in zip(accumulators, gradients):
-                accumulator.assign_add(tf.convert_to_tensor(gradient))
-            if not apply:
-                return loss, tf.constant(0.0)
-            gradients = [accumulator.read_value() for accumulator in accumulators]
-        norm = _apply(gradients)
-        for accumulator in accumulators:
-            accumulator.assign(tf.zeros_like(accumulator))
-        return loss, norm
-
-    def _apply(gradients):
-        if strategy.num_replicas_in_sync > 1:  # sum over replicas first, so that clipping sees the real norm
-            context = tf.distribute.get_replica_context()
-            gradients = context.all_reduce("sum", [tf.convert_to_tensor(g) for g in gradients])
-        norm = tf.linalg.global_norm(gradients)
-        if t.clip_norm > 0:
-            gradients, _ = tf.clip_by_global_norm(gradients, t.clip_norm, use_norm=norm)
-        optimizer.apply_gradients(zip(gradients, variables), experimental_aggregate_gradients=False)
-        return norm
-
     def epoch_dataset(epoch: int, position: int):
-        epoch_plan = inputs.plan_epoch(train_split.lengths, t.batch_size, t.accumulation_steps, t.seed, epoch)
-        rest = epoch_plan.after(position)
-
-        def dataset_fn(context: tf.distribute.InputContext):
-            local = context.num_replicas_in_sync // context.num_input_pipelines
-            return inputs.train_dataset(train_split, preprocessor, rest, config.model.max_seq_length,
-                                        replicas=context.num_replicas_in_sync,
-                                        first_replica=context.input_pipeline_id * local, local_replicas=local)
-
-        return rest, strategy.distribute_datasets_from_function(dataset_fn)
-
-    def make_step(apply: bool, spec):
-        def step(batch):
-            loss, norm = strategy.run(replica_step, args=(*batch, apply))
-            return strategy.reduce("sum", loss, axis=None), strategy.experimental_local_results(norm)[0]
-
-        # One signature with [None, None] inputs: batches of every length reuse one trace.
-        return tf.function(step, input_signature=[spec])
+        return distributed_epoch(strategy, train_split, preprocessor, config, epoch, position)
 
     spec = epoch_dataset(0, 0)[1].element_spec
-    step_and_apply, step_and_accumulate = make_step(True, spec), make_step(False, spec)
+    step_and_apply, step_and_accumulate = train_step.function(True, spec), train_step.function(False, spec)
 
     # -- the loop
     writer = tf.summary.create_file_writer(str(run.path / "tensorboard")) if chief else tf.summary.create_noop_writer()
@@ -266,6 +211,81 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     if chief:
         write_json(run.summary_file, summary)
     return summary
+
+
+class TrainStep:
+    """Forward and backward of one micro-batch on every replica; the optimizer steps on a step's last.
+
+    With accumulation, gradients add up in non-trainable variables (one a
+    replica) until the step's last micro-batch; every loss is divided by the
+    whole step's batch size, so the sum is the step's mean whatever the split.
+    """
+
+    def __init__(self, model, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig,
+                 class_weights: np.ndarray):
+        self.model, self.optimizer, self.strategy, self.config = model, optimizer, strategy, config
+        self.variables = model.trainable_variables
+        self.weight_of_class = tf.constant(class_weights, tf.float32)
+        with strategy.scope():
+            self.accumulators = [
+                tf.Variable(tf.zeros_like(v), trainable=False, name=f"accumulated/{v.name.split(':')[0]}",
+                            synchronization=tf.VariableSynchronization.ON_READ,
+                            aggregation=tf.VariableAggregation.SUM)
+                for v in self.variables
+            ] if config.accumulation_steps > 1 else []
+
+    def function(self, apply: bool, spec) -> tf.types.experimental.GenericFunction:
+        """`step(batch) -> (loss, gradient norm)`; `apply`: the step's last micro-batch."""
+
+        def step(batch):
+            loss, norm = self.strategy.run(self._replica_step, args=(*batch, apply))
+            return self.strategy.reduce("sum", loss, axis=None), self.strategy.experimental_local_results(norm)[0]
+
+        # One signature with [None, None] inputs: batches of every length reuse one trace.
+        return tf.function(step, input_signature=[spec])
+
+    def _replica_step(self, features, labels, step_size, apply: bool):
+        c = self.config
+        with tf.GradientTape() as tape:
+            logits = tf.cast(self.model(features, training=True), tf.float32)
+            per_example = _cross_entropy(labels, logits, c.label_smoothing) * tf.gather(self.weight_of_class, labels)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=step_size)
+        gradients = tape.gradient(loss, self.variables)
+        if self.accumulators:
+            for accumulator, gradient in zip(self.accumulators, gradients):
+                accumulator.assign_add(tf.convert_to_tensor(gradient))
+            if not apply:
+                return loss, tf.constant(0.0)
+            gradients = [accumulator.read_value() for accumulator in self.accumulators]
+        norm = self._apply(gradients)
+        for accumulator in self.accumulators:
+            accumulator.assign(tf.zeros_like(accumulator))
+        return loss, norm
+
+    def _apply(self, gradients):
+        if self.strategy.num_replicas_in_sync > 1:  # sum over replicas first, so that clipping sees the real norm
+            context = tf.distribute.get_replica_context()
+            gradients = context.all_reduce("sum", [tf.convert_to_tensor(g) for g in gradients])
+        norm = tf.linalg.global_norm(gradients)
+        if self.config.clip_norm > 0:
+            gradients, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm, use_norm=norm)
+        self.optimizer.apply_gradients(zip(gradients, self.variables), experimental_aggregate_gradients=False)
+        return norm
+
+
+def distributed_epoch(strategy, split: inputs.EncodedSplit, preprocessor, config: Config, epoch: int,
+                      position: int = 0):
+    """(plan of the rest of the epoch, distributed dataset of its micro-batches)."""
+    t = config.train
+    rest = inputs.plan_epoch(split.lengths, t.batch_size, t.accumulation_steps, t.seed, epoch).after(position)
+
+    def dataset_fn(context: tf.distribute.InputContext):
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        return inputs.train_dataset(split, preprocessor, rest, config.model.max_seq_length,
+                                    replicas=context.num_replicas_in_sync,
+                                    first_replica=context.input_pipeline_id * local, local_replicas=local)
+
+    return rest, strategy.distribute_datasets_from_function(dataset_fn)
 
 
 def _cross_entropy(labels, logits, smoothing: float):
