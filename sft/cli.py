@@ -53,20 +53,21 @@ def main():
 @set_option
 @click.option("--out", type=click.Path(file_okay=False), help="Prepared-data folder [default: data.prepared_dir].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing prepared-data folder.")
-def prepare(config_path, overrides, out, overwrite):
-    """Clean, de-duplicate and split raw dialogue CSVs into a prepared-data folder."""
+@click.option("--strict", is_flag=True,
+              help="Fail on the first bad row (ragged, undecodable, empty text or label) instead of dropping and counting it.")
+def prepare(config_path, overrides, out, overwrite, strict):
+    """Clean, de-duplicate and split raw dialogue files (CSV, TSV, JSON Lines) into a prepared-data folder.
+
+    Writes train/validation/test.jsonl, labels.json and report.json; a summary goes to stderr.
+    """
     from sft.config import load_config
-    from sft.data.prepare import prepare as run_prepare
+    from sft.data.lengths import find_vocab
+    from sft.data.prepare import format_summary, prepare as run_prepare
 
     config = load_config(config_path, overrides)
     out = out or config.data.prepared_dir
-    report = run_prepare(config.data, out, overwrite=overwrite)
-    click.echo(
-        f"prepared {out}: {report['rows_read']} rows read, {report['duplicates_removed']} duplicates removed, "
-        f"{report['labels']} labels; train/validation/test = "
-        + "/".join(str(report["examples"][s]) for s in ("train", "validation", "test")),
-        err=True,
-    )
+    report = run_prepare(config.data, out, overwrite=overwrite, strict=strict, vocab=find_vocab(config.model))
+    click.echo(format_summary(report, out), err=True)
 
 
 @main.command()
