@@ -141,6 +141,9 @@ class TrainConfig:
     class_weights: Literal["none", "balanced", "table"] = "none"
     class_weight_table: dict[str, float] = field(default_factory=dict)
     label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5})
+    # `lazy`: an embedding table's Adam moments move only in the rows a batch used (LazyAdam);
+    # `dense`: every row every step, as plain AdamW. Weight decay is dense either way.
+    embedding_updates: Literal["dense", "lazy"] = "lazy"
 
     def __post_init__(self):
         if self.batch_size % self.accumulation_steps:

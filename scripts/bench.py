@@ -1,0 +1,270 @@
+"""Speed of sft's real paths on this machine, against baselines measured in the same run.
+
+    python scripts/bench.py [--quick] [--json] [--output runs/bench.json]
+
+Phases run one after another, each in a fresh process so that its peak resident
+memory is its own: the machine's FP32 matmul peak (TensorFlow and NumPy),
+tokenisation, sft's training step (length-grouped, dynamically padded batches),
+the naive baseline (the same step on batches padded to 128, no XLA, as the TF
+tutorials do), and inference through the `sft predict` path at batch 64.
+Model: the bundled MiniLM-L6; data: the shared Banking77 train split (test split
+for inference). `--quick` times fewer steps (under 5 minutes in all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BANKING77 = ROOT.parent / "shared" / "data" / "banking77"
+BATCH, NAIVE_LENGTH, INFER_BATCH, MAX_LENGTH = 32, 128, 64, 128
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer timed steps (under 5 minutes)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout (the table goes to stderr)")
+    parser.add_argument("--output", default=str(ROOT / "runs" / "bench.json"), help="where to write the JSON")
+    parser.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase in this process
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(PHASES[args.phase](args.quick) | {"peak_rss_mb": _peak_rss_mb()}))
+        return
+
+    results = {}
+    for phase in PHASES:
+        command = [sys.executable, __file__, "--phase", phase] + (["--quick"] if args.quick else [])
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if done.returncode:
+            sys.exit(f"phase {phase} failed:\n{done.stderr[-3000:]}")
+        results[phase] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  {phase}: done", file=sys.stderr)
+    summary = _summary(results, args.quick)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
+    table = _table(summary)
+    if args.json:
+        print(table, file=sys.stderr)
+        print(json.dumps(summary))
+    else:
+        print(table)
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+def matmul(quick: bool) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    def best_gflops(run, n, repeats):
+        run()  # warm-up
+        best = 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            best = max(best, 2 * n**3 / (time.perf_counter() - start) / 1e9)
+        return best
+
+    result = {"tensorflow_gflops": 0.0, "numpy_gflops": 0.0}
+    for n in (1024, 2048):
+        a32 = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+        ta = tf.constant(a32)
+        result["tensorflow_gflops"] = max(result["tensorflow_gflops"],
+                                          best_gflops(lambda: tf.matmul(ta, ta).numpy(), n, 3 if quick else 8))
+        result["numpy_gflops"] = max(result["numpy_gflops"], best_gflops(lambda: a32 @ a32, n, 3 if quick else 8))
+    return result
+
+
+def tokenize(quick: bool) -> dict:
+    import tensorflow as tf
+
+    preprocessor, _, texts = _model_and_texts("train", build_model=False)
+    chunk = 4096  # what sft.inputs.encode sends at once
+    preprocessor.tokenize(tf.constant(texts[:chunk]))  # warm-up
+    best = 0.0
+    for _ in range(2 if quick else 5):
+        start = time.perf_counter()
+        for i in range(0, len(texts), chunk):
+            preprocessor.tokenize(tf.constant(texts[i : i + chunk])).merge_dims(-2, -1).flat_values.numpy()
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return {"tokenize_texts_per_s": best, "texts": len(texts)}
+
+
+def train(quick: bool) -> dict:
+    return _train(quick, naive=False)
+
+
+def naive_train(quick: bool) -> dict:
+    return _train(quick, naive=True)
+
+
+def infer(quick: bool) -> dict:
+    from sft.predict import BATCH_SIZE
+
+    assert BATCH_SIZE == INFER_BATCH
+    preprocessor, trained, texts = _model_and_texts("test", build_model=True)
+    examples = _examples(texts)
+    trained.probabilities(examples[:256])  # warm-up: trace and first batches
+    best = 0.0
+    for _ in range(1 if quick else 3):
+        start = time.perf_counter()
+        trained.probabilities(examples)  # encode + length-sorted batches of 64 + forward, as `sft predict`
+        best = max(best, len(texts) / (time.perf_counter() - start))
+    return {"infer_texts_per_s": best, "texts": len(texts)}
+
+
+PHASES = {"matmul": matmul, "tokenize": tokenize, "train": train, "naive_train": naive_train, "infer": infer}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _texts_and_labels(split: str):
+    from sft.config import Columns
+    from sft.data.clean import clean_text
+    from sft.data.read import read_rows
+
+    rows = list(read_rows(BANKING77 / f"{split}.csv", Columns(text="text", label="category")))
+    return [clean_text(r.text) for r in rows], [r.label for r in rows]
+
+
+def _examples(texts, labels=None):
+    from sft.data.example import Example
+
+    return [Example(t, label) for t, label in zip(texts, labels or [""] * len(texts))]
+
+
+def _model_and_texts(split: str, build_model: bool):
+    import sft  # noqa: F401  (tf-keras before TensorFlow)
+    from sft.config import ModelConfig
+    from sft.hub import resolve
+
+    config = ModelConfig(encoder="bundled:minilm-l6-uncased", max_seq_length=MAX_LENGTH)
+    preprocessor = resolve.load(resolve.preprocessor_for(config), "preprocessor")
+    texts, _ = _texts_and_labels(split)
+    if not build_model:
+        return preprocessor, None, texts
+    from sft.model import build_classifier
+    from sft.predict import Predictor, TrainedRun
+
+    labels = sorted(set(_texts_and_labels("train")[1]))
+    model = build_classifier(config, len(labels), seed=0)
+    trained = TrainedRun(None, None, labels, Predictor(model, preprocessor, MAX_LENGTH))
+    return preprocessor, trained, texts
+
+
+def _train(quick: bool, naive: bool) -> dict:
+    """Timed optimizer steps of sft's TrainStep; real and padded tokens counted from the batch plan."""
+    import numpy as np
+    import tensorflow as tf
+
+    from sft import inputs
+    from sft.config import Config, ModelConfig, TrainConfig
+    from sft.model import build_classifier
+    from sft.optim import build_optimizer
+    from sft.train import TrainStep
+
+    config = Config(model=ModelConfig(encoder="bundled:minilm-l6-uncased", max_seq_length=MAX_LENGTH),
+                    train=TrainConfig(batch_size=BATCH, learning_rate=1e-4))
+    texts, labels = _texts_and_labels("train")
+    names = sorted(set(labels))
+    preprocessor, _, _ = _model_and_texts("train", build_model=False)
+    split = inputs.encode(preprocessor, _examples(texts, labels), {n: i for i, n in enumerate(names)})
+    model = build_classifier(config.model, len(names), seed=0)
+    steps_per_epoch = -(-len(split) // BATCH)
+    optimizer = build_optimizer(config.train, steps_per_epoch)
+    strategy = tf.distribute.get_strategy()
+    step = TrainStep(model, optimizer, strategy, config.train, np.ones(len(names), np.float32))
+
+    plan = inputs.plan_epoch(split.lengths, BATCH, 1, seed=0, epoch=0, group_lengths=not naive)
+    warmup = 3 if naive else 10
+    timed = (12 if quick else 40) if naive else (50 if quick else steps_per_epoch - warmup)
+    plan = inputs.EpochPlan(*(a[: warmup + timed] for a in (plan.micro_batches, plan.step_sizes, plan.step_ends)))
+    dataset = inputs.train_dataset(split, preprocessor, plan, MAX_LENGTH, pad_to=NAIVE_LENGTH if naive else None)
+    function = step.function(True, dataset.element_spec)
+
+    lengths = np.minimum(split.lengths, MAX_LENGTH)
+    real = padded = 0
+    for i, batch in enumerate(dataset):
+        if i == warmup:
+            loss.numpy()  # wait for the warm-up steps before starting the clock
+            start = time.perf_counter()
+        loss, _ = function(batch)
+        if i >= warmup:
+            rows = plan.micro_batches[i][plan.micro_batches[i] >= 0]
+            real += int(lengths[rows].sum())
+            padded += len(rows) * (NAIVE_LENGTH if naive else int(lengths[rows].max()))
+    loss.numpy()
+    seconds = time.perf_counter() - start
+    examples = int(sum(plan.step_sizes[warmup:]))
+    embedding = ("word_embeddings", "position_embedding", "type_embeddings")
+    params = sum(int(np.prod(v.shape)) for v in model.trainable_variables if not v.name.startswith(embedding))
+    return {
+        "examples_per_s": examples / seconds,
+        "real_tokens_per_s": real / seconds,
+        "padded_tokens_per_s": padded / seconds,
+        "padding_fraction": 1 - real / padded,
+        "useful_gflops": 6 * params * real / seconds / 1e9,
+        "non_embedding_params": params,
+        "timed_steps": timed,
+        "seconds": seconds,
+    }
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _summary(r: dict, quick: bool) -> dict:
+    peak = max(r["matmul"]["tensorflow_gflops"], r["matmul"]["numpy_gflops"])
+    train, naive = r["train"], r["naive_train"]
+    return {
+        "quick": quick,
+        "matmul_gflops": peak,
+        "matmul_tensorflow_gflops": r["matmul"]["tensorflow_gflops"],
+        "matmul_numpy_gflops": r["matmul"]["numpy_gflops"],
+        "train_examples_per_s": train["examples_per_s"],
+        "train_real_tokens_per_s": train["real_tokens_per_s"],
+        "train_padded_tokens_per_s": train["padded_tokens_per_s"],
+        "train_padding_fraction": train["padding_fraction"],
+        "train_gflops": train["useful_gflops"],
+        "train_fraction_of_peak": train["useful_gflops"] / peak,
+        "naive_train_examples_per_s": naive["examples_per_s"],
+        "naive_train_padding_fraction": naive["padding_fraction"],
+        "naive_train_gflops": naive["useful_gflops"],
+        "train_speedup_over_naive": train["examples_per_s"] / naive["examples_per_s"],
+        "infer_texts_per_s": r["infer"]["infer_texts_per_s"],
+        "tokenize_texts_per_s": r["tokenize"]["tokenize_texts_per_s"],
+        "peak_rss_mb": {phase: round(r[phase]["peak_rss_mb"], 1) for phase in r},
+        "train_timed_steps": train["timed_steps"],
+        "naive_train_timed_steps": naive["timed_steps"],
+    }
+
+
+def _table(s: dict) -> str:
+    rows = [
+        ("FP32 matmul peak (TensorFlow / NumPy)", f"{s['matmul_tensorflow_gflops']:.1f} / {s['matmul_numpy_gflops']:.1f} GFLOP/s"),
+        ("train, sft (length-grouped, dynamic padding)",
+         f"{s['train_examples_per_s']:.1f} examples/s, {s['train_real_tokens_per_s']:.0f} real + "
+         f"{s['train_padded_tokens_per_s'] - s['train_real_tokens_per_s']:.0f} padding tokens/s"),
+        ("  useful GFLOP/s, fraction of peak", f"{s['train_gflops']:.1f}, {s['train_fraction_of_peak']:.0%}"),
+        ("train, naive (padded to 128)",
+         f"{s['naive_train_examples_per_s']:.1f} examples/s, {s['naive_train_padding_fraction']:.0%} padding"),
+        ("  speed-up of sft over naive", f"{s['train_speedup_over_naive']:.2f}x"),
+        ("inference (sft predict path, batch 64)", f"{s['infer_texts_per_s']:.0f} texts/s"),
+        ("tokenisation", f"{s['tokenize_texts_per_s']:.0f} texts/s"),
+        ("peak RSS by phase (MB)", ", ".join(f"{k} {v:.0f}" for k, v in s["peak_rss_mb"].items())),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+if __name__ == "__main__":
+    main()
