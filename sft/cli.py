@@ -125,38 +125,75 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run)
 @click.option("--data", "data_file", type=click.Path(dir_okay=False), help="A prepared .jsonl file instead of a split.")
 @click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]),
               help="Which weights to score: best on validation, or after the last epoch.")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def evaluate(run_dirs, split, data_file, which, as_json):
-    """Accuracy, precision, recall, F1 and the confusion matrix of a trained run."""
-    from sft.evaluate import evaluate as run_evaluate, format_table
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout (a list for several runs).")
+@click.option("--report", is_flag=True, help="Also write report_<split>/index.md with pictures into the run directory.")
+def evaluate(run_dirs, split, data_file, which, as_json, report):
+    """Accuracy, precision, recall, F1, confusion matrix and calibration of trained runs.
+
+    With several --run-dir, prints their metrics side by side.
+    """
+    from sft.evaluate import evaluate as run_evaluate, format_comparison, format_table
     from sft.rundir import RunDir
 
-    for run_dir in run_dirs:
-        metrics = run_evaluate(RunDir.open(run_dir), split=split, data_file=data_file, which=which)
-        click.echo(json.dumps(metrics, indent=2) if as_json else format_table(metrics))
+    runs = [RunDir.open(run_dir) for run_dir in run_dirs]  # all checked before any work
+    results = [(str(run.path), run_evaluate(run, split=split, data_file=data_file, which=which, report=report))
+               for run in runs]
+    if as_json:
+        click.echo(json.dumps(results[0][1] if len(results) == 1 else [m for _, m in results], indent=2))
+    elif len(results) == 1:
+        click.echo(format_table(results[0][1]))
+    else:
+        click.echo(format_comparison(results))
 
 
 @main.command()
 @click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="A run directory written by `sft train`.")
 @click.option("--text", "texts", multiple=True, help="A text to classify (repeatable).")
-@click.option("--input", "input_file", type=click.File("r", encoding="utf-8"),
-              help="A file with one text a line, or '-' for standard input.")
+@click.option("--input", "input_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="One text a line, a prepared .jsonl (context kept), or '-' for standard input.")
 @click.option("--top-k", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout: one object an input, in input order.")
-def predict(run_dir, texts, input_file, top_k, as_json):
-    """Label and probability for each input text."""
-    from sft.predict import load_trained, predict_texts
+def predict(run_dir, texts, input_file, top_k, which, as_json):
+    """Label and probability for each input text, in batches.
+
+    Reads --text, then --input, then standard input when neither is given and it is not a terminal.
+    """
+    from sft.data.clean import clean_text
+    from sft.data.example import Example, read_jsonl
+    from sft.predict import load_trained, predict_examples
     from sft.rundir import RunDir
 
-    texts = list(texts) + ([line.rstrip("\n") for line in input_file if line.strip()] if input_file else [])
-    if not texts:
-        raise click.UsageError("give --text or --input")
-    trained = load_trained(RunDir.open(run_dir))
-    for result in predict_texts(trained, texts, top_k=top_k):
+    examples = [Example(clean_text(t), "") for t in texts]
+    if input_file and input_file.endswith(".jsonl"):
+        examples += read_jsonl(input_file)
+    elif input_file or (not texts and not sys.stdin.isatty()):
+        with click.open_file(input_file or "-", encoding="utf-8") as f:
+            examples += [Example(clean_text(line), "") for line in f if line.strip()]
+    if not examples:
+        raise click.UsageError("give --text, --input, or texts on standard input")
+    trained = load_trained(RunDir.open(run_dir), which)
+    for result in predict_examples(trained, examples, top_k=top_k):
         if as_json:
             click.echo(json.dumps(result, ensure_ascii=False))
         else:
             click.echo(f"{result['label']}\t{result['confidence']:.4f}\t{result['text']}")
+
+
+@main.command()
+@click.option("--run-dir", required=True, type=click.Path(file_okay=False), help="A run directory written by `sft train`.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the serving SavedModel.")
+@click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]))
+@click.option("--overwrite", is_flag=True, help="Replace an existing export.")
+def export(run_dir, out, which, overwrite):
+    """A SavedModel for serving: raw strings in, label, probabilities and confidence out."""
+    from sft.predict import load_trained
+    from sft.rundir import RunDir
+    from sft.serve import export as run_export
+
+    trained = load_trained(RunDir.open(run_dir), which)
+    click.echo(str(run_export(trained, out, threshold=trained.fallback.threshold, fallback=trained.fallback.label,
+                              overwrite=overwrite)))
 
 
 @main.group()

@@ -135,7 +135,7 @@ class TrainConfig:
     clip_norm: float = field(default=1.0, metadata={"min": 0.0})
     seed: int = 42
     # Validation metric that picks the best model and drives early stopping.
-    select_metric: Literal["macro_f1", "accuracy"] = "macro_f1"
+    select_metric: Literal["macro_f1", "weighted_f1", "accuracy"] = "macro_f1"
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     # `balanced`: n / (classes * count) from the train split; `table`: class_weight_table, 1 elsewhere.
     class_weights: Literal["none", "balanced", "table"] = "none"
@@ -153,6 +153,18 @@ class TrainConfig:
             )
         if self.class_weight_table and self.class_weights != "table":
             raise ConfigError("train.class_weight_table is set but train.class_weights is not 'table'")
+
+
+@dataclass(frozen=True)
+class FallbackConfig:
+    """Saying "I don't know": predictions less confident than a threshold become `label`."""
+
+    label: str | None = None  # e.g. "out_of_scope"; None: always answer with the top class
+    # The threshold is the highest confidence cut that keeps validation in-scope accuracy
+    # within this of its best: it rejects as much as that cost allows.
+    max_accuracy_drop: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0})
+    # A gold label that marks out-of-scope examples, for reporting out-of-scope recall and precision.
+    out_of_scope_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    fallback: FallbackConfig = field(default_factory=FallbackConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,42 +1,90 @@
-"""`sft evaluate`: score a trained run on a split or a prepared file."""
+"""`sft evaluate`: score a trained run on a split or a prepared file, and say what to look at.
+
+Writes into the run directory:
+- `eval_<name>.json`: the metrics (keys documented in the README);
+- `eval_<name>_errors.csv`: every misclassified example with gold, predicted and confidence;
+- with `report=True`, `report_<name>/index.md` and its pictures (see `sft.report`).
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from sft.data.example import read_jsonl
-from sft.files import write_json
-from sft.metrics import classification_metrics
-from sft.predict import load_trained
+from sft.files import write_json, write_text
+from sft.metrics import calibration, classification_metrics, most_confused, out_of_scope
+from sft.predict import TrainedRun, load_trained
 from sft.rundir import RunDir
 
 
-def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = None, which: str = "best") -> dict:
-    """Metrics of the run's `which` model on `split` of its prepared data (or on `data_file`).
-
-    Writes them to `eval_<split>.json` in the run directory (`eval_<file stem>.json` for a file).
-    """
+def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = None, which: str = "best",
+             report: bool = False) -> dict:
+    """Metrics of the run's `which` model on `split` of its prepared data (or on `data_file`)."""
     path = Path(data_file) if data_file else Path(run.run_info()["data_dir"]) / f"{split}.jsonl"
     name = path.stem if data_file else split
     examples = read_jsonl(path)
     trained = load_trained(run, which)
-    known = set(trained.labels)
-    # Labels the model never saw cannot be scored; report them rather than fail.
-    unseen = Counter(e.label for e in examples if e.label not in known)
-    scored = [e for e in examples if e.label in known]
-    label_ids = {label: i for i, label in enumerate(trained.labels)}
-    predicted = trained.probabilities(scored).argmax(-1) if scored else []
-    metrics = classification_metrics([label_ids[e.label] for e in scored], predicted, trained.labels)
-    metrics.update({"split": name, "data": str(path), "model": which, "unseen_labels": dict(unseen)})
+    metrics = score(trained, examples)
+    metrics.update({"split": name, "data": str(path), "model": which})
     write_json(run.eval_file(name), metrics)
+    write_text(run.path / f"eval_{name}_errors.csv", _errors_csv(examples, metrics.pop("_predictions")))
+    if report:
+        from sft.report import write_report
+
+        metrics["report"] = str(write_report(run.path / f"report_{name}", metrics, run.path.name))
+        write_json(run.eval_file(name), metrics)
     return metrics
 
 
+def score(trained: TrainedRun, examples) -> dict:
+    """Everything `eval_<name>.json` holds, computed from one pass of the model over `examples`."""
+    labels, label_ids = trained.labels, {label: i for i, label in enumerate(trained.labels)}
+    probabilities = trained.probabilities(examples) if examples else np.zeros((0, len(labels)), np.float32)
+    predicted, confidence = probabilities.argmax(-1), probabilities.max(-1)
+    # Labels the model never learned cannot be scored as classes; they are counted, and may be out-of-scope.
+    known = np.array([e.label in label_ids for e in examples], bool)
+    gold = np.array([label_ids.get(e.label, -1) for e in examples], np.int64)
+    metrics = classification_metrics(gold[known], predicted[known], labels)
+    metrics["unseen_labels"] = dict(Counter(e.label for e, k in zip(examples, known) if not k))
+    metrics["most_confused"] = most_confused(metrics["confusion_matrix"]["matrix"], labels)
+    metrics["calibration"] = calibration(confidence[known], predicted[known] == gold[known])
+    metrics["ece"] = metrics["calibration"]["ece"]
+
+    fallback = trained.fallback
+    answers = [labels[p] if c >= fallback.threshold else fallback.label for p, c in zip(predicted, confidence)]
+    if fallback.label is not None:
+        metrics["fallback"] = {"label": fallback.label, "threshold": fallback.threshold,
+                               "answered_fraction": float(np.mean([a != fallback.label for a in answers] or [0.0]))}
+    oos_label = trained.config.fallback.out_of_scope_label if trained.config else None
+    if oos_label is not None and any(e.label == oos_label for e in examples):
+        said_unknown = [a in (fallback.label, oos_label) for a in answers]
+        metrics["out_of_scope"] = out_of_scope(
+            [e.label == oos_label for e in examples], said_unknown, [a == e.label for a, e in zip(answers, examples)]
+        ) | {"label": oos_label}
+    metrics["_predictions"] = list(zip(answers, confidence.tolist()))
+    return metrics
+
+
+def _errors_csv(examples, predictions) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["text", "context", "gold", "predicted", "confidence", "source"])
+    for e, (answer, confidence) in zip(examples, predictions):
+        if answer != e.label:
+            writer.writerow([e.text, " | ".join(e.context), e.label, answer, f"{confidence:.4f}", e.source or ""])
+    return buffer.getvalue()
+
+
 def format_table(metrics: dict) -> str:
-    """A plain-text report: the averages, then one line a class."""
+    """A plain-text report: the averages, then one line a class, then what is confused."""
     lines = [
-        f"{metrics['split']}: {metrics['n']} examples, accuracy {metrics['accuracy']:.4f}",
+        f"{metrics['split']}: {metrics['n']} examples, accuracy {metrics['accuracy']:.4f}, "
+        f"macro-F1 {metrics['macro']['f1']:.4f}, ECE {metrics['ece']:.4f}",
         f"{'':>24} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}",
     ]
     for label, m in metrics["per_class"].items():
@@ -44,6 +92,26 @@ def format_table(metrics: dict) -> str:
     for average in ("macro", "micro", "weighted"):
         m = metrics[average]
         lines.append(f"{average + ' avg':>24} {m['precision']:9.4f} {m['recall']:9.4f} {m['f1']:9.4f} {metrics['n']:8d}")
+    if metrics["most_confused"]:
+        lines.append("most confused: " + "; ".join(
+            f"{p['gold']} -> {p['predicted']} ({p['count']})" for p in metrics["most_confused"][:5]))
+    if metrics.get("out_of_scope"):
+        o = metrics["out_of_scope"]
+        lines.append(f"out-of-scope ({o['label']}): in-scope accuracy {o['in_scope_accuracy']:.4f}, "
+                     f"recall {o['out_of_scope_recall']:.4f}, precision {o['out_of_scope_precision']:.4f}")
     if metrics.get("unseen_labels"):
-        lines.append(f"not scored (labels unseen in training): {metrics['unseen_labels']}")
+        lines.append(f"not scored as classes (labels unseen in training): {metrics['unseen_labels']}")
+    return "\n".join(lines)
+
+
+def format_comparison(runs: list[tuple[str, dict]]) -> str:
+    """Several runs' headline metrics side by side, one column a run."""
+    rows = [("examples", lambda m: f"{m['n']}"), ("accuracy", lambda m: f"{m['accuracy']:.4f}"),
+            ("macro-F1", lambda m: f"{m['macro']['f1']:.4f}"), ("micro-F1", lambda m: f"{m['micro']['f1']:.4f}"),
+            ("weighted-F1", lambda m: f"{m['weighted']['f1']:.4f}"), ("macro precision", lambda m: f"{m['macro']['precision']:.4f}"),
+            ("macro recall", lambda m: f"{m['macro']['recall']:.4f}"), ("ECE", lambda m: f"{m['ece']:.4f}")]
+    width = max(12, *(len(name) for name, _ in runs))
+    lines = [f"{'':<16}" + "".join(f"{name[-width:]:>{width + 2}}" for name, _ in runs)]
+    for title, cell in rows:
+        lines.append(f"{title:<16}" + "".join(f"{cell(m):>{width + 2}}" for _, m in runs))
     return "\n".join(lines)

@@ -66,3 +66,58 @@ def classification_metrics(gold: Sequence[int], predicted: Sequence[int], labels
 def _divide(numerator, denominator):
     numerator, denominator = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)
+
+
+def most_confused(matrix: Sequence[Sequence[int]], labels: Sequence[str], k: int = 10) -> list[dict]:
+    """The `k` largest off-diagonal cells: which gold label is most often taken for which."""
+    matrix = np.asarray(matrix)
+    off = matrix - np.diag(np.diag(matrix))
+    cells = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = [np.unravel_index(c, off.shape) for c in cells]
+    return [{"gold": labels[g], "predicted": labels[p], "count": int(off[g, p])} for g, p in pairs if off[g, p] > 0]
+
+
+def calibration(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> dict:
+    """Expected calibration error over equal-width confidence bins, and the bins (a reliability diagram)."""
+    confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        members = index == b
+        count = int(members.sum())
+        mean_confidence = float(confidence[members].mean()) if count else 0.0
+        accuracy = float(correct[members].mean()) if count else 0.0
+        ece += count / max(len(confidence), 1) * abs(accuracy - mean_confidence)
+        table.append({"lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
+                      "confidence": mean_confidence, "accuracy": accuracy})
+    return {"ece": float(ece), "bins": table}
+
+
+def out_of_scope(gold_out: Sequence[bool], predicted_out: Sequence[bool], in_scope_correct: Sequence[bool]) -> dict:
+    """In-scope accuracy (a fallback counts as wrong), and recall and precision of saying "I don't know"."""
+    gold_out, predicted_out = np.asarray(gold_out, bool), np.asarray(predicted_out, bool)
+    in_scope_correct = np.asarray(in_scope_correct, bool)
+    hits = float((gold_out & predicted_out).sum())
+    return {
+        "in_scope_accuracy": float(in_scope_correct[~gold_out].mean()) if (~gold_out).any() else 0.0,
+        "out_of_scope_recall": float(_divide(hits, gold_out.sum())),
+        "out_of_scope_precision": float(_divide(hits, predicted_out.sum())),
+        "out_of_scope_examples": int(gold_out.sum()),
+    }
+
+
+def choose_threshold(confidence: Sequence[float], correct: Sequence[bool], max_accuracy_drop: float) -> float:
+    """The highest confidence cut whose accuracy (cut examples count as wrong) stays within the drop of the best.
+
+    The highest such cut rejects the most: it maximises out-of-scope recall at that cost.
+    """
+    confidence, correct = np.asarray(confidence, np.float64), np.asarray(correct, bool)
+    if not len(confidence):
+        return 0.0
+    floor = correct.mean() - max_accuracy_drop
+    best = 0.0
+    for cut in np.unique(confidence):  # accuracy only changes at observed confidences
+        if (correct & (confidence >= cut)).mean() >= floor - 1e-12:
+            best = float(cut)
+    return best

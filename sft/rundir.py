@@ -9,7 +9,8 @@
       model/last/          weights after the last epoch
       metrics.jsonl        one line a validation pass
       train_summary.json   the outcome of training
-      eval_<split>.json    written by `sft evaluate`
+      fallback.json        the out-of-scope threshold chosen on validation (when fallback.label is set)
+      eval_<split>.json    written by `sft evaluate`, with eval_<split>_errors.csv and report_<split>/
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class RunDir:
     @property
     def run_file(self) -> Path:
         return self.path / "run.json"
+
+    @property
+    def fallback_file(self) -> Path:
+        return self.path / "fallback.json"
 
     @property
     def checkpoints(self) -> Path:

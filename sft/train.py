@@ -30,7 +30,7 @@ from sft.hub import resolve
 from sft.metrics import classification_metrics
 from sft.model import build_classifier, set_seed
 from sft.optim import build_optimizer
-from sft.predict import Predictor
+from sft.predict import Predictor, choose_fallback
 from sft.progress import Progress, summary_scalar
 from sft.rundir import RunDir
 
@@ -190,10 +190,17 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
             if patience and int(state.bad_epochs.numpy()) >= patience:
                 progress.line("early stop: no improvement of %s for %d epochs", t.select_metric, patience)
 
-    # -- the last model, and what happened
+    # -- the last model, the fallback threshold of the best one, and what happened
     _save_weights(model, run, "last", chief)
     if not chief:
         shutil.rmtree(manager.directory, ignore_errors=True)
+    if config.fallback.label is not None and len(validation_split) and chief:
+        tf.train.Checkpoint(model=model).read(str(run.weights("best"))).expect_partial()
+        fallback = choose_fallback(predictor, validation_split, labels, config.fallback)
+        write_json(run.fallback_file, fallback)
+        log.info("fallback '%s' below confidence %.4f: validation accuracy %.4f -> %.4f, %.1f%% answered",
+                 fallback["label"], fallback["threshold"], fallback["validation_accuracy"],
+                 fallback["validation_accuracy_with_fallback"], 100 * fallback["validation_answered_fraction"])
     elapsed = time.perf_counter() - started
     summary = {
         "epochs": int(state.epoch.numpy()),
@@ -301,7 +308,8 @@ def _validate(predictor: Predictor, split: inputs.EncodedSplit, labels: list[str
     if not len(split):
         return {"_select": 0.0}
     scores = classification_metrics(split.labels, predictor.probabilities(split).argmax(-1), labels)
-    validation = {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"]}
+    validation = {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"],
+                  "weighted_f1": scores["weighted"]["f1"]}
     return {"validation": validation, "_select": validation[metric]}
 
 

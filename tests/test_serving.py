@@ -1,0 +1,109 @@
+"""What a chatbot team ships: reports, an "I don't know" fallback, and an export that serves without sft."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from sft.cli import main
+from sft.data.example import read_jsonl
+from tests.conftest import dialogue_rows, write_csv
+
+pytestmark = pytest.mark.slow
+
+
+def run(*args, input=None):
+    result = CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_hub):
+    root = tmp_path_factory.mktemp("serving")
+    write_csv(root / "d.csv", dialogue_rows(24))
+    (root / "c.yaml").write_text(
+        f"data: {{files: [{root / 'd.csv'}], validation_size: 0.2, test_size: 0.2, prepared_dir: {root / 'data'}}}\n"
+        f"model: {{encoder: {tiny_hub / 'encoder'}, max_seq_length: 32}}\n"
+        f"train: {{run_dir: {root / 'run'}, epochs: 3, batch_size: 8, learning_rate: 1.0e-3}}\n"
+        "fallback: {label: dont_know, max_accuracy_drop: 0.05}\n"
+    )
+    run("prepare", "--config", root / "c.yaml")
+    run("train", "--config", root / "c.yaml")
+    return root
+
+
+def test_training_chooses_a_fallback_threshold_on_validation(trained):
+    fallback = json.loads((trained / "run" / "fallback.json").read_text())
+    assert fallback["label"] == "dont_know" and 0.0 <= fallback["threshold"] <= 1.0
+    assert fallback["validation_accuracy"] - fallback["validation_accuracy_with_fallback"] <= 0.05 + 1e-9
+
+
+def test_evaluate_writes_errors_and_a_report_with_pictures(trained):
+    metrics = json.loads(run("evaluate", "--run-dir", trained / "run", "--report", "--json").stdout)
+    assert {"most_confused", "calibration", "ece", "fallback"} <= set(metrics)
+    with open(trained / "run" / "eval_test_errors.csv", newline="") as f:
+        errors = list(csv.DictReader(f))
+    test = read_jsonl(trained / "data" / "test.jsonl")
+    answered_right = round(metrics["accuracy"] * metrics["n"])
+    assert len(errors) >= len(test) - answered_right  # fallbacks on right answers count as errors too
+    assert all(row["gold"] != row["predicted"] for row in errors)
+    report = trained / "run" / "report_test"
+    for name in ("index.md", "confusion.png", "per_class_f1.png", "reliability.png"):
+        assert (report / name).stat().st_size > 0
+    assert (report / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![confusion matrix](confusion.png)" in (report / "index.md").read_text()
+
+
+def test_out_of_scope_examples_are_reported_not_crashed_on(trained):
+    examples = [json.loads(line) for line in (trained / "data" / "test.jsonl").read_text().splitlines()]
+    examples += [{"text": "what is the weather on mars", "label": "out_of_scope"},
+                 {"text": "sing me a song", "label": "out_of_scope"}]
+    (trained / "with_oos.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    result = run("evaluate", "--run-dir", trained / "run", "--data", trained / "with_oos.jsonl", "--json",
+                 "--model", "last")
+    metrics = json.loads(result.stdout)
+    assert metrics["unseen_labels"] == {"out_of_scope": 2}
+    assert metrics["n"] == len(examples) - 2
+
+
+def test_compare_runs_side_by_side(trained):
+    result = run("evaluate", "--run-dir", trained / "run", "--run-dir", trained / "run", "--model", "last")
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("examples") and "macro-F1" in result.stdout
+    assert len(lines[2].split()) == 3  # the metric name and one value a run
+
+
+def test_predict_reads_standard_input_and_prepared_jsonl(trained):
+    piped = run("predict", "--run-dir", trained / "run", "--json", "--top-k", "2", input="hello there\ni lost my card\n")
+    results = [json.loads(line) for line in piped.stdout.splitlines()]
+    assert [r["text"] for r in results] == ["hello there", "i lost my card"]
+    assert all(len(r["top_k"]) == 2 and r["top_k"][0]["probability"] >= r["top_k"][1]["probability"] for r in results)
+    from_file = run("predict", "--run-dir", trained / "run", "--json", "--input", trained / "data" / "test.jsonl")
+    assert len(from_file.stdout.splitlines()) == len(read_jsonl(trained / "data" / "test.jsonl"))
+
+
+def test_export_serves_the_same_answers_without_sft(trained, tmp_path):
+    run("export", "--run-dir", trained / "run", "--out", tmp_path / "served")
+    texts = [e.text for e in read_jsonl(trained / "data" / "test.jsonl")]
+    expected = [json.loads(line) for line in run(
+        "predict", "--run-dir", trained / "run", "--json", *sum((["--text", t] for t in texts), [])).stdout.splitlines()]
+    code = (
+        "import json, sys\n"
+        "import tensorflow as tf, tensorflow_text\n"
+        "model = tf.saved_model.load(sys.argv[1])\n"
+        "out = model.signatures['serving_default'](text=tf.constant(json.loads(sys.argv[2])))\n"
+        "ids = model.signatures['classify_ids']\n"
+        "assert 'sft' not in sys.modules\n"
+        "labels = open(model.labels_file.asset_path.numpy().decode()).read().split()\n"
+        "print(json.dumps({'label': [x.decode() for x in out['label'].numpy()],\n"
+        "                  'confidence': out['confidence'].numpy().tolist(), 'labels': labels}))\n"
+    )
+    served = json.loads(subprocess.run([sys.executable, "-c", code, str(tmp_path / "served"), json.dumps(texts)],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert served["label"] == [e["label"] for e in expected]
+    assert served["confidence"] == pytest.approx([e["confidence"] for e in expected], abs=1e-5)
+    assert served["labels"] == json.loads((trained / "run" / "labels.json").read_text())
