@@ -31,8 +31,8 @@ def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = No
     trained = load_trained(run, which)
     metrics = score(trained, examples)
     metrics.update({"split": name, "data": str(path), "model": which})
-    write_json(run.eval_file(name), metrics)
     write_text(run.path / f"eval_{name}_errors.csv", _errors_csv(examples, metrics.pop("_predictions")))
+    write_json(run.eval_file(name), metrics)
     if report:
         from sft.report import write_report
 

@@ -17,6 +17,8 @@ from sft.config import TrainConfig
 
 # Decay the weights of matmuls and embeddings only, as BERT was pretrained.
 NO_DECAY = ["layer_norm", "LayerNorm", "bias"]
+# Tables looked up by token id (TF Hub BERT names): the ones `lazy` updates row by row.
+LOOKUP_TABLES = ("word_embeddings", "type_embeddings")
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -41,9 +43,14 @@ class AdamW(keras.optimizers.AdamW):
         self.lazy_sparse = lazy_sparse
 
     def update_step(self, gradient, variable):
+        if self.lazy_sparse and variable.name.startswith(LOOKUP_TABLES):
+            if not isinstance(gradient, tf.IndexedSlices):
+                # Summed over micro-batches or replicas the gradient arrives dense: its
+                # non-zero rows are the rows used, so every path updates the same rows.
+                rows = tf.where(tf.reduce_any(gradient != 0, axis=-1))[:, 0]
+                gradient = tf.IndexedSlices(tf.gather(gradient, rows), rows)
+            return self._lazy_sparse_update(gradient, variable)
         if isinstance(gradient, tf.IndexedSlices):
-            if self.lazy_sparse:
-                return self._lazy_sparse_update(gradient, variable)
             return super().update_step(gradient, variable)
         m, v = self._moments(variable)
         step = tf.cast(self.iterations + 1, variable.dtype)
