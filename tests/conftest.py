@@ -58,3 +58,30 @@ def dialogue_rows(dialogues: int = 12) -> list[dict]:
 @pytest.fixture
 def dialogue_csv(tmp_path) -> Path:
     return write_csv(tmp_path / "dialogues.csv", dialogue_rows())
+
+
+def sft_cli(*args, code: int = 0, input: str | None = None):
+    """`sft ARGS` in this process, stdout and stderr apart; checks the exit code."""
+    from click.testing import CliRunner
+
+    from sft.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args], input=input)
+    assert result.exit_code == code, result.stderr + repr(result.exception)
+    return result
+
+
+def write_project(root: Path, encoder: Path, dialogues: int, train: str, extra: str = "",
+                  validation_size: float = 0.2, test_size: float = 0.2) -> Path:
+    """Dialogue CSV, config (`train` and `extra` as YAML lines) and prepared data in `root/data`; the config path."""
+    write_csv(root / "d.csv", dialogue_rows(dialogues))
+    config = root / "c.yaml"
+    config.write_text(
+        f"data: {{files: [{root / 'd.csv'}], validation_size: {validation_size}, test_size: {test_size}, "
+        f"prepared_dir: {root / 'data'},\n"
+        "       columns: {dialogue_id: dialogue_id, turn: turn, speaker: speaker}}\n"
+        f"model: {{encoder: {encoder}, max_seq_length: 32}}\n"
+        f"train: {train}\n{extra}"
+    )
+    sft_cli("prepare", "--config", config)
+    return config

@@ -3,36 +3,18 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from sft.cli import main
 from sft.data.example import read_jsonl
+from tests.conftest import sft_cli as run, write_project
 
 pytestmark = pytest.mark.slow
 
 
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    return result
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_hub):
-    from tests.conftest import dialogue_rows, write_csv
-
     root = tmp_path_factory.mktemp("e2e")
-    write_csv(root / "d.csv", dialogue_rows(20))
-    (root / "c.yaml").write_text(
-        f"data:\n  files: [{root / 'd.csv'}]\n"
-        "  columns: {dialogue_id: dialogue_id, turn: turn, speaker: speaker}\n"
-        "  validation_size: 0.2\n  test_size: 0.2\n"
-        f"  prepared_dir: {root / 'prepared'}\n"
-        f"model:\n  encoder: {tiny_hub / 'encoder'}\n  max_seq_length: 32\n"
-        f"train:\n  run_dir: {root / 'run'}\n  epochs: 3\n  batch_size: 8\n  learning_rate: 1.0e-3\n"
-    )
-    run("prepare", "--config", root / "c.yaml")
-    run("train", "--config", root / "c.yaml")
+    train = f"{{run_dir: {root / 'run'}, epochs: 3, batch_size: 8, learning_rate: 1.0e-3}}"
+    run("train", "--config", write_project(root, tiny_hub / "encoder", 20, train))
     return root
 
 
@@ -54,7 +36,7 @@ def test_evaluate_json_has_the_documented_keys_and_matches_predict(trained):
     assert {"accuracy", "macro", "micro", "weighted", "per_class", "confusion_matrix", "n"} <= set(metrics)
     for average in ("macro", "micro", "weighted"):
         assert set(metrics[average]) == {"precision", "recall", "f1"}
-    test = read_jsonl(trained / "prepared" / "test.jsonl")
+    test = read_jsonl(trained / "data" / "test.jsonl")
     assert metrics["n"] == len(test)
     assert sum(m["support"] for m in metrics["per_class"].values()) == len(test)
 
@@ -70,8 +52,7 @@ def test_evaluate_json_has_the_documented_keys_and_matches_predict(trained):
 
 def test_an_existing_run_directory_is_refused_and_left_intact(trained):
     before = (trained / "run" / "train_summary.json").read_text()
-    result = CliRunner().invoke(main, ["train", "--config", str(trained / "c.yaml")])
-    assert result.exit_code == 5
+    result = run("train", "--config", trained / "c.yaml", code=5)
     assert "already exists: pass --resume" in result.stderr
     assert (trained / "run" / "train_summary.json").read_text() == before
 

@@ -6,33 +6,19 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
 
-from sft.cli import main
 from sft.data.example import read_jsonl
-from tests.conftest import dialogue_rows, write_csv
+from tests.conftest import sft_cli as run, write_project
 
 pytestmark = pytest.mark.slow
-
-
-def run(*args, input=None):
-    result = CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    return result
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_hub):
     root = tmp_path_factory.mktemp("serving")
-    write_csv(root / "d.csv", dialogue_rows(24))
-    (root / "c.yaml").write_text(
-        f"data: {{files: [{root / 'd.csv'}], validation_size: 0.2, test_size: 0.2, prepared_dir: {root / 'data'}}}\n"
-        f"model: {{encoder: {tiny_hub / 'encoder'}, max_seq_length: 32}}\n"
-        f"train: {{run_dir: {root / 'run'}, epochs: 3, batch_size: 8, learning_rate: 1.0e-3}}\n"
-        "fallback: {label: dont_know, max_accuracy_drop: 0.05}\n"
-    )
-    run("prepare", "--config", root / "c.yaml")
-    run("train", "--config", root / "c.yaml")
+    train = f"{{run_dir: {root / 'run'}, epochs: 3, batch_size: 8, learning_rate: 1.0e-3}}"
+    config = write_project(root, tiny_hub / "encoder", 24, train, "fallback: {label: dont_know, max_accuracy_drop: 0.05}\n")
+    run("train", "--config", config)
     return root
 
 

@@ -9,12 +9,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from click.testing import CliRunner
-
-from sft.cli import main
 from sft.hub.encoder import BertConfig
 from sft.hub.export import TINY_CONFIG, export_random, tiny_vocab
-from tests.conftest import dialogue_rows, write_csv
+from tests.conftest import sft_cli as invoke, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -32,21 +29,9 @@ def calm_hub(tmp_path_factory):
 def project(tmp_path_factory, tiny_hub):
     """Prepared data (60 dialogues) and a config: 2 epochs of 36 steps of 4 examples."""
     root = tmp_path_factory.mktemp("train")
-    write_csv(root / "d.csv", dialogue_rows(60))
-    (root / "c.yaml").write_text(
-        f"data: {{files: [{root / 'd.csv'}], validation_size: 0.1, test_size: 0.1, prepared_dir: {root / 'data'}}}\n"
-        f"model: {{encoder: {tiny_hub / 'encoder'}, max_seq_length: 32}}\n"
-        "train: {epochs: 2, batch_size: 4, learning_rate: 1.0e-3}\n"
-        "runtime: {log_every_steps: 5, checkpoint_every_steps: 5}\n"
-    )
-    invoke("prepare", "--config", root / "c.yaml")
+    write_project(root, tiny_hub / "encoder", 60, "{epochs: 2, batch_size: 4, learning_rate: 1.0e-3}",
+                  "runtime: {log_every_steps: 5, checkpoint_every_steps: 5}\n", validation_size=0.1, test_size=0.1)
     return root
-
-
-def invoke(*args, code=0):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    assert result.exit_code == code, result.stderr
-    return result
 
 
 def weights(run_dir, which="last") -> dict[str, np.ndarray]:
