@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def trained(tmp_path_factory, tiny_hub):
     root = tmp_path_factory.mktemp("serving")
     train = f"{{run_dir: {root / 'run'}, epochs: 3, batch_size: 8, learning_rate: 1.0e-3}}"
-    config = write_project(root, tiny_hub / "encoder", 24, train, "fallback: {label: dont_know, max_accuracy_drop: 0.05}\n")
+    config = write_project(root, tiny_hub / "encoder", 24, train, "fallback: {label: dont_know, max_accuracy_drop: 0.05, out_of_scope_label: out_of_scope}\n")
     run("train", "--config", config)
     return root
 
@@ -54,6 +54,14 @@ def test_out_of_scope_examples_are_reported_not_crashed_on(trained):
     metrics = json.loads(result.stdout)
     assert metrics["unseen_labels"] == {"out_of_scope": 2}
     assert metrics["n"] == len(examples) - 2
+    oos = metrics["out_of_scope"]
+    assert oos["label"] == "out_of_scope" and oos["out_of_scope_examples"] == 2
+    # an out-of-scope text counts as found exactly when the model answers "dont_know" for it
+    answers = [json.loads(line)["label"] for line in run(
+        "predict", "--run-dir", trained / "run", "--model", "last", "--json",
+        "--text", "what is the weather on mars", "--text", "sing me a song").stdout.splitlines()]
+    assert oos["out_of_scope_recall"] == answers.count("dont_know") / 2
+    assert metrics["fallback"]["threshold"] == json.loads((trained / "run" / "fallback.json").read_text())["threshold"]
 
 
 def test_compare_runs_side_by_side(trained):
