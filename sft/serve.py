@@ -20,8 +20,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from sft.files import atomic_dir, is_nonempty_dir
 from sft.errors import RunDirError
+from sft.files import atomic_dir, is_nonempty_dir
 from sft.predict import TrainedRun
 
 _IDS = {name: tf.TensorSpec([None, None], tf.int32, name=name)
