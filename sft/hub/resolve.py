@@ -83,15 +83,24 @@ def materialise_bundled(name: str) -> Path:
     if name not in BUNDLED:
         raise HubError(f"unknown bundled model '{name}' (bundled models: {', '.join(BUNDLED)})")
     folder = cache_dir() / "bundled" / name
-    if (folder / "encoder" / "saved_model.pb").is_file() and (folder / "preprocessor" / "saved_model.pb").is_file():
+    if _complete(folder):
         return folder
     from sft.hub import export
 
-    if name == "minilm-l6-uncased":
-        spec = importlib.util.find_spec(_MINILM_PACKAGE)
-        if spec is None or spec.origin is None:
-            raise HubError(f"bundled:{name} needs its weights: {_MINILM_INSTALL}")
-        export.export_checkpoint(Path(spec.origin).parent / "model", folder)
-    else:
-        export.export_tiny(folder)
+    try:
+        if name == "minilm-l6-uncased":
+            spec = importlib.util.find_spec(_MINILM_PACKAGE)
+            if spec is None or spec.origin is None:
+                raise HubError(f"bundled:{name} needs its weights: {_MINILM_INSTALL}")
+            export.export_checkpoint(Path(spec.origin).parent / "model", folder)
+        else:
+            export.export_tiny(folder)
+    except (OSError, HubError):
+        # Another process (a second worker, say) may have finished the same export first.
+        if not _complete(folder):
+            raise
     return folder
+
+
+def _complete(folder: Path) -> bool:
+    return all((folder / kind / "saved_model.pb").is_file() for kind in ("encoder", "preprocessor"))

@@ -48,6 +48,20 @@ def test_bundled_model_is_materialised_once(monkeypatch, tmp_path):
     assert [p.name for p in (tmp_path / "bundled").iterdir()] == ["tiny-random"]
 
 
+def test_losing_a_race_to_materialise_is_not_an_error(monkeypatch, tmp_path):
+    from sft.hub import export
+
+    monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path))
+    finish_first = export.export_tiny
+
+    def other_process_wins(folder):
+        finish_first(folder)  # a second worker renames its export into place first...
+        raise OSError(39, "Directory not empty")  # ...so ours cannot be
+
+    monkeypatch.setattr(export, "export_tiny", other_process_wins)
+    assert (resolve.materialise_bundled("tiny-random") / "encoder" / "saved_model.pb").is_file()
+
+
 def test_unreachable_url_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path))
     with pytest.raises(HubError, match="cannot load encoder 'https://127.0.0.1:9/bert'"):
