@@ -12,8 +12,8 @@ import tf_keras as keras
 
 from sft.config import ModelConfig
 from sft.hub import resolve
+from sft.hub.encoder import INPUT_NAMES
 
-INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 def build_classifier(config: ModelConfig, num_classes: int, seed: int | None = None) -> keras.Model:
@@ -62,10 +62,6 @@ class SeededDropout(keras.layers.Layer):
 
     def get_config(self):
         return super().get_config() | {"rate": self.rate, "seed": self.seed}
-
-
-def input_signature():
-    return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
 
 
 def set_seed(seed: int) -> None:

@@ -14,6 +14,7 @@ from sft.config import Config, FallbackConfig
 from sft.data.example import Example
 from sft.errors import RunDirError
 from sft.hub import resolve
+from sft.hub.encoder import input_signature
 from sft.metrics import choose_threshold
 from sft.rundir import RunDir
 
@@ -24,8 +25,6 @@ class Predictor:
     """Class probabilities from a classifier, in length-sorted batches, returned in input order."""
 
     def __init__(self, model, preprocessor, max_seq_length: int):
-        from sft.model import input_signature
-
         self.model, self.preprocessor, self.max_seq_length = model, preprocessor, max_seq_length
         # One signature with [None, None] inputs: every batch shape reuses one trace.
         self._forward = tf.function(

@@ -22,10 +22,9 @@ import tensorflow as tf
 
 from sft.errors import RunDirError
 from sft.files import atomic_dir, is_nonempty_dir
+from sft.hub.encoder import input_signature
 from sft.predict import TrainedRun
 
-_IDS = {name: tf.TensorSpec([None, None], tf.int32, name=name)
-        for name in ("input_word_ids", "input_mask", "input_type_ids")}
 
 
 class ServingModule(tf.Module):
@@ -48,7 +47,7 @@ class ServingModule(tf.Module):
         features = self.preprocessor.bert_pack_inputs([tokens], seq_length=tf.cast(longest, tf.int32))
         return self._classify(features)
 
-    @tf.function(input_signature=[_IDS])
+    @tf.function(input_signature=[input_signature()])
     def serve_ids(self, features):
         return self._classify(features)
 

@@ -17,6 +17,14 @@ import tensorflow as tf
 
 from sft.errors import HubError
 
+# The three int32 [batch, seq] inputs of every TF Hub BERT encoder.
+INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+
+
+def input_signature() -> dict[str, tf.TensorSpec]:
+    """The encoder inputs at any batch size and length: one trace serves them all."""
+    return {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
+
 
 @dataclass(frozen=True)
 class BertConfig:

@@ -17,10 +17,8 @@ import tensorflow as tf
 
 from sft.errors import HubError
 from sft.files import atomic_dir, is_nonempty_dir
-from sft.hub.encoder import BertConfig, BertEncoder, variable_shapes
+from sft.hub.encoder import BertConfig, BertEncoder, input_signature, variable_shapes
 from sft.hub.preprocessor import BertPreprocessor, read_vocab
-
-INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
 
 def export_checkpoint(checkpoint_dir: str | Path, out: str | Path, default_seq_length: int = 128,
@@ -75,7 +73,7 @@ def save_encoder(encoder: BertEncoder, vocab_file: Path, do_lower_case: bool, ou
     def call(inputs, training=False):
         return encoder(inputs, training=training)
 
-    spec = {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}
+    spec = input_signature()
     for training in (False, True):  # both traced, or `training=True` fails after loading
         call.get_concrete_function(spec, training=training)
     root.__call__ = call
