@@ -72,9 +72,6 @@ class EpochPlan:
     def __len__(self) -> int:
         return len(self.micro_batches)
 
-    def steps(self) -> int:
-        return int(self.step_ends.sum())
-
     def after(self, position: int) -> EpochPlan:
         """The rest of the epoch after `position` micro-batches (a resumed run)."""
         return EpochPlan(self.micro_batches[position:], self.step_sizes[position:], self.step_ends[position:])
