@@ -179,7 +179,7 @@ def _train(quick: bool, naive: bool) -> dict:
     split = inputs.encode(preprocessor, _examples(texts, labels), {n: i for i, n in enumerate(names)})
     model = build_classifier(config.model, len(names), seed=0)
     steps_per_epoch = -(-len(split) // BATCH)
-    optimizer = build_optimizer(config.train, steps_per_epoch)
+    optimizer = build_optimizer(config.train, steps_per_epoch, model.trainable_variables)
     strategy = tf.distribute.get_strategy()
     step = TrainStep(model, optimizer, strategy, config.train, np.ones(len(names), np.float32))
 

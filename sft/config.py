@@ -112,6 +112,9 @@ class ModelConfig:
     preprocessor: str | None = None
     max_seq_length: int = field(default=128, metadata={"min": 8, "max": 512})
     dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 0.9})
+    # What the classification head reads: `cls`, the encoder's pooled_output (a tanh layer on
+    # the [CLS] token); `mean`, the mean of sequence_output over the real tokens.
+    pooling: Literal["cls", "mean"] = "cls"
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,9 @@ class TrainConfig:
     class_weights: Literal["none", "balanced", "table"] = "none"
     class_weight_table: dict[str, float] = field(default_factory=dict)
     label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5})
+    # Layer-wise learning-rate decay: each encoder layer learns at this times the rate of the
+    # layer above it, the embeddings lowest, the pooler and head at the full rate; 1: one rate for all.
+    layer_decay: float = field(default=1.0, metadata={"min": 0.1, "max": 1.0})
     # `lazy`: an embedding table's Adam moments move only in the rows a batch used (LazyAdam);
     # `dense`: every row every step, as plain AdamW. Weight decay is dense either way.
     embedding_updates: Literal["dense", "lazy"] = "lazy"
@@ -176,6 +182,13 @@ class RuntimeConfig:
     intra_op_threads: int = field(default=0, metadata={"min": 0})  # 0: TensorFlow decides
     inter_op_threads: int = field(default=0, metadata={"min": 0})
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism
+    # Variables stay float32; `mixed_*` runs the matmuls of every step and forward pass, the
+    # encoder's included, in 16 bits, while softmax, normalisation, logits and loss stay float32.
+    # mixed_bfloat16: CPUs with AVX512-BF16/AMX (oneDNN) and TPUs; mixed_float16: NVIDIA GPUs,
+    # with dynamic loss scaling.
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    # Compile the training step and the forward pass with XLA (tf.function(jit_compile=True)).
+    xla: bool = False
     log_every_steps: int = field(default=50, metadata={"min": 1})
     # A checkpoint every this many optimizer steps, besides each epoch end; 0: epoch ends only.
     checkpoint_every_steps: int = field(default=200, metadata={"min": 0})
@@ -188,6 +201,12 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     fallback: FallbackConfig = field(default_factory=FallbackConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def __post_init__(self):
+        if self.runtime.xla and self.train.embedding_updates == "lazy":
+            # Measured with TF 2.21: the compiled row-wise update differs from the plain one by a whole step.
+            raise ConfigError("runtime.xla needs train.embedding_updates: dense (XLA miscompiles the lazy "
+                              "row-wise embedding update)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -22,6 +22,9 @@ from sft.data.example import Example
 # to group lengths, small enough to keep the epoch's order random.
 _WINDOW_BATCHES = 50
 _TOKENIZE_CHUNK = 4096
+# XLA compiles once per input shape: with `runtime.xla`, batches are padded to a
+# multiple of this, so 128 tokens make at most 8 lengths instead of 128.
+LENGTH_MULTIPLE = 16
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,7 @@ def plan_epoch(lengths: np.ndarray, batch_size: int, accumulation: int, seed: in
 
 def train_dataset(split: EncodedSplit, preprocessor, plan: EpochPlan, max_seq_length: int,
                   replicas: int = 1, first_replica: int = 0, local_replicas: int = 1,
-                  pad_to: int | None = None) -> tf.data.Dataset:
+                  pad_to: int | None = None, length_multiple: int = 1) -> tf.data.Dataset:
     """(features, labels, step_size) per replica batch, in the order the plan gives.
 
     Under a distribution strategy each micro-batch is dealt out across all
@@ -112,13 +115,14 @@ def train_dataset(split: EncodedSplit, preprocessor, plan: EpochPlan, max_seq_le
     pieces = [plan.micro_batches[:, r::replicas] for r in range(first_replica, first_replica + local_replicas)]
     batches = np.stack(pieces, axis=1).reshape(len(plan) * local_replicas, -1)
     step_sizes = np.repeat(plan.step_sizes, local_replicas)
-    return _packed(split, preprocessor, batches, max_seq_length, step_sizes, pad_to)
+    return _packed(split, preprocessor, batches, max_seq_length, step_sizes, pad_to, length_multiple)
 
 
-def eval_batches(split: EncodedSplit, preprocessor, batch_size: int, max_seq_length: int):
+def eval_batches(split: EncodedSplit, preprocessor, batch_size: int, max_seq_length: int, length_multiple: int = 1):
     """Batches sorted by length (least padding); returns the dataset and the example order."""
     order = np.argsort(split.lengths, kind="stable")
-    return _packed(split, preprocessor, _index_batches(order, batch_size), max_seq_length), order
+    batches = _index_batches(order, batch_size)
+    return _packed(split, preprocessor, batches, max_seq_length, length_multiple=length_multiple), order
 
 
 def _index_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
@@ -129,8 +133,11 @@ def _index_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_length: int,
-            step_sizes: np.ndarray | None = None, pad_to: int | None = None) -> tf.data.Dataset:
-    """`pad_to` pads every batch to one length, as the TF tutorials do (the benchmark's baseline)."""
+            step_sizes: np.ndarray | None = None, pad_to: int | None = None,
+            length_multiple: int = 1) -> tf.data.Dataset:
+    """Each batch padded to its longest example, rounded up to `length_multiple` (at most
+    `max_seq_length`); or, with `pad_to`, every batch to one length, as the TF tutorials
+    do (the benchmark's baseline)."""
     text_ids, context_ids = split.text_ids, split.context_ids
     labels = tf.constant(split.labels)
 
@@ -143,8 +150,9 @@ def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_leng
             room = tf.maximum(max_seq_length - 3 - text.row_lengths(), 0)
             segments = [text[:, : max_seq_length - 3], _keep_last(tf.gather(context_ids, index), room)]
         packed_length = sum(s.row_lengths() for s in segments) + len(segments) + 1
-        longest = tf.reduce_max(tf.concat([packed_length, [2]], axis=0))  # an empty batch still packs
-        seq_length = tf.cast(longest, tf.int32) if pad_to is None else tf.constant(pad_to, tf.int32)
+        longest = tf.cast(tf.reduce_max(tf.concat([packed_length, [2]], axis=0)), tf.int32)  # an empty batch still packs
+        rounded = tf.minimum(-(-longest // length_multiple) * length_multiple, max_seq_length)
+        seq_length = rounded if pad_to is None else tf.constant(pad_to, tf.int32)
         features = preprocessor.bert_pack_inputs(segments, seq_length=seq_length)
         return (features, tf.gather(labels, index), *step_size)
 

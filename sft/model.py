@@ -1,4 +1,4 @@
-"""The classifier: a TF Hub BERT encoder, then dropout and one logit a class on `pooled_output`.
+"""The classifier: a TF Hub BERT encoder, a pooled vector, dropout, and one logit a class.
 
 This is the one module that imports Keras, and it is tf-keras (Keras 2):
 `hub.KerasLayer` is a Keras 2 layer and cannot live in a Keras 3 model.
@@ -28,12 +28,24 @@ def build_classifier(config: ModelConfig, num_classes: int, seed: int | None = N
         for variable in encoder.non_trainable_weights:
             if variable.name.startswith("dropout_seed"):
                 variable.assign([seed, 0])
-    pooled = encoder(inputs)["pooled_output"]
+    outputs = encoder(inputs)
+    if config.pooling == "mean":
+        pooled = MaskedMean(name="mean_pooling")(outputs["sequence_output"], inputs["input_mask"])
+    else:
+        pooled = outputs["pooled_output"]
     x = SeededDropout(config.dropout, seed=seed or 0, name="classifier_dropout")(pooled)
     logits = keras.layers.Dense(
         num_classes, kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02), name="logits"
     )(x)
     return keras.Model(inputs, logits, name="classifier")
+
+
+class MaskedMean(keras.layers.Layer):
+    """The mean of `sequence_output` over the real tokens: padding must not dilute it."""
+
+    def call(self, sequence, mask):
+        mask = tf.cast(mask, sequence.dtype)[:, :, tf.newaxis]
+        return tf.reduce_sum(sequence * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
 
 
 class SeededDropout(keras.layers.Layer):

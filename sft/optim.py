@@ -6,19 +6,45 @@ The update is tf-keras' AdamW with two changes for speed, both measured by
 `train.embedding_updates: lazy`, the moments of an embedding table move only in
 the rows a batch used (as LazyAdam does), instead of touching all 30,522 rows
 every step. Weight decay stays dense and decoupled.
+
+With `train.layer_decay` below 1, each variable's learning rate (and so its
+decoupled weight decay) is scaled by its depth in the encoder.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
 
 import tensorflow as tf
 import tf_keras as keras
 
 from sft.config import TrainConfig
+from sft.errors import ConfigError
 
 # Decay the weights of matmuls and embeddings only, as BERT was pretrained.
 NO_DECAY = ["layer_norm", "LayerNorm", "bias"]
 # Tables looked up by token id (TF Hub BERT names): the ones `lazy` updates row by row.
 LOOKUP_TABLES = ("word_embeddings", "type_embeddings")
+EMBEDDINGS = ("word_embeddings", "position_embedding", "type_embeddings", "embeddings/")
+
+
+def layer_scales(names: Sequence[str], decay: float) -> dict[str, float]:
+    """Learning-rate multipliers of layer-wise decay, by variable name; a name not listed learns at 1.
+
+    Of L transformer layers, layer n learns at decay**(L - n) and the embeddings
+    at decay**(L + 1): the lower a layer, the more general what it learned in
+    pretraining, the less it should move. The pooler and the head learn at 1.
+    """
+    if decay == 1.0:
+        return {}
+    layers = {name: int(m.group(1)) for name in names if (m := re.search(r"(?:^|/)layer_(\d+)/", name))}
+    if not layers:
+        raise ConfigError("train.layer_decay needs an encoder whose variables are named like TF Hub BERT's "
+                          "(transformer/layer_<n>/...); this encoder's are not: set train.layer_decay: 1")
+    depth = max(layers.values()) + 1
+    scales = {name: decay ** (depth - n) for name, n in layers.items()}
+    return scales | {name: decay ** (depth + 1) for name in names if name.startswith(EMBEDDINGS)}
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -27,7 +53,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        warmup = step / max(self.warmup_steps, 1)
+        # No warm-up means the peak from the first step, not a first step at rate 0.
+        warmup = step / self.warmup_steps if self.warmup_steps else tf.ones_like(step)
         decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
         return self.peak * tf.maximum(0.0, tf.minimum(warmup, decay))
 
@@ -38,11 +65,22 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 class AdamW(keras.optimizers.AdamW):
     """tf-keras AdamW with a fused dense update and, optionally, lazy sparse rows."""
 
-    def __init__(self, *args, lazy_sparse: bool = False, **kwargs):
+    def __init__(self, *args, lazy_sparse: bool = False, lr_scales: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lazy_sparse = lazy_sparse
+        self.lr_scales = lr_scales or {}
+
+    def _rate_of(self, variable):
+        lr = tf.cast(self.learning_rate, variable.dtype)
+        scale = self.lr_scales.get(variable.name.split(":")[0], 1.0)
+        return lr if scale == 1.0 else lr * scale
+
+    def _apply_weight_decay(self, variables):
+        pass  # in update_step instead: at each variable's own rate, and skipped with it (loss scaling)
 
     def update_step(self, gradient, variable):
+        if self.weight_decay and self._use_weight_decay(variable):  # decoupled: before, and apart from, Adam
+            variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * self._rate_of(variable))
         if self.lazy_sparse and variable.name.startswith(LOOKUP_TABLES):
             if not isinstance(gradient, tf.IndexedSlices):
                 # Summed over micro-batches or replicas the gradient arrives dense: its
@@ -50,23 +88,23 @@ class AdamW(keras.optimizers.AdamW):
                 rows = tf.where(tf.reduce_any(gradient != 0, axis=-1))[:, 0]
                 gradient = tf.IndexedSlices(tf.gather(gradient, rows), rows)
             return self._lazy_sparse_update(gradient, variable)
-        if isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable)
+        if isinstance(gradient, tf.IndexedSlices):  # `dense`: every row's moments move, as plain AdamW
+            gradient = tf.convert_to_tensor(gradient)
         m, v = self._moments(variable)
         step = tf.cast(self.iterations + 1, variable.dtype)
         beta_1, beta_2 = (tf.cast(b, variable.dtype) for b in (self.beta_1, self.beta_2))
-        # One kernel: m, v and the variable updated in a single pass, with the same formula as above.
+        # One kernel: m, v and the variable updated in a single pass, by Adam's formula.
         tf.raw_ops.ResourceApplyAdam(
             var=variable.handle, m=m.handle, v=v.handle,
             beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
-            lr=tf.cast(self.learning_rate, variable.dtype), beta1=beta_1, beta2=beta_2,
+            lr=self._rate_of(variable), beta1=beta_1, beta2=beta_2,
             epsilon=tf.cast(self.epsilon, variable.dtype), grad=gradient,
         )
 
     def _lazy_sparse_update(self, gradient: tf.IndexedSlices, variable):
         m, v = self._moments(variable)
         step = tf.cast(self.iterations + 1, variable.dtype)
-        lr = tf.cast(self.learning_rate, variable.dtype)
+        lr = self._rate_of(variable)
         alpha = lr * tf.sqrt(1 - tf.pow(self.beta_2, step)) / (1 - tf.pow(self.beta_1, step))
         rows, position = tf.unique(gradient.indices)  # a token twice in a batch: its gradients add up
         values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
@@ -81,9 +119,11 @@ class AdamW(keras.optimizers.AdamW):
         return self._momentums[index], self._velocities[index]
 
 
-def build_optimizer(config: TrainConfig, total_steps: int) -> AdamW:
+def build_optimizer(config: TrainConfig, total_steps: int, variables: Sequence[tf.Variable]) -> AdamW:
+    """AdamW on the schedule of `config`, for the trainable `variables` of the model."""
     schedule = WarmupLinearDecay(config.learning_rate, int(config.warmup_fraction * total_steps), total_steps)
+    scales = layer_scales([v.name.split(":")[0] for v in variables], config.layer_decay)
     optimizer = AdamW(learning_rate=schedule, weight_decay=config.weight_decay, epsilon=1e-6,
-                      lazy_sparse=config.embedding_updates == "lazy")
+                      lazy_sparse=config.embedding_updates == "lazy", lr_scales=scales)
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
     return optimizer

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from sft import precision
 from sft.config import RuntimeConfig
 
 log = logging.getLogger("sft")
 
 
 def configure(runtime: RuntimeConfig) -> None:
-    """Thread pools and determinism; call before any other TensorFlow work."""
+    """Thread pools, determinism and precision; call before any other TensorFlow work."""
     for name, wanted, current, setter in (
         ("intra_op_threads", runtime.intra_op_threads, tf.config.threading.get_intra_op_parallelism_threads,
          tf.config.threading.set_intra_op_parallelism_threads),
@@ -35,6 +36,7 @@ def configure(runtime: RuntimeConfig) -> None:
             log.warning("runtime.%s=%d ignored: TensorFlow already started in this process", name, wanted)
     if runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
+    precision.configure(runtime.precision)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

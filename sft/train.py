@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sft import inputs, runtime
+from sft import inputs, precision, runtime
 from sft.config import Config, TrainConfig
 from sft.data.example import read_jsonl
 from sft.errors import DataError, RunDirError, TrainingDiverged, TrainingInterrupted
@@ -91,10 +91,11 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     # -- model, optimizer, and the state a checkpoint carries (built inside the strategy's scope)
     with strategy.scope():
         model = build_classifier(config.model, len(labels), seed=t.seed)
-        optimizer = build_optimizer(t, total_steps)
+        optimizer = build_optimizer(t, total_steps, model.trainable_variables)
+        optimizer = precision.wrap_optimizer(optimizer, config.runtime.precision)
         state = LoopState.create()
-    train_step = TrainStep(model, optimizer, strategy, t, class_weights)
-    predictor = Predictor(model, preprocessor, config.model.max_seq_length)
+    train_step = TrainStep(model, optimizer, strategy, t, class_weights, xla=config.runtime.xla)
+    predictor = Predictor(model, preprocessor, config.model.max_seq_length, xla=config.runtime.xla)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state))
     manager = tf.train.CheckpointManager(
         checkpoint, str(runtime.write_dir(run.checkpoints, chief)), max_to_keep=2
@@ -226,11 +227,14 @@ class TrainStep:
     With accumulation, gradients add up in non-trainable variables (one a
     replica) until the step's last micro-batch; every loss is divided by the
     whole step's batch size, so the sum is the step's mean whatever the split.
+    Under a loss-scaling optimizer (mixed_float16) the backward pass sees the
+    scaled loss, and the gradients are unscaled before clipping.
     """
 
     def __init__(self, model, optimizer, strategy: tf.distribute.Strategy, config: TrainConfig,
-                 class_weights: np.ndarray):
+                 class_weights: np.ndarray, xla: bool = False):
         self.model, self.optimizer, self.strategy, self.config = model, optimizer, strategy, config
+        self.xla, self.loss_scaled = xla, precision.scales_loss(optimizer)
         self.variables = model.trainable_variables
         self.weight_of_class = tf.constant(class_weights, tf.float32)
         with strategy.scope():
@@ -248,8 +252,9 @@ class TrainStep:
             loss, norm = self.strategy.run(self._replica_step, args=(*batch, apply))
             return self.strategy.reduce("sum", loss, axis=None), self.strategy.experimental_local_results(norm)[0]
 
-        # One signature with [None, None] inputs: batches of every length reuse one trace.
-        return tf.function(step, input_signature=[spec])
+        # One signature with [None, None] inputs: batches of every length reuse one trace
+        # (XLA still compiles once per shape; inputs.LENGTH_MULTIPLE bounds how many).
+        return tf.function(step, input_signature=[spec], jit_compile=self.xla)
 
     def _replica_step(self, features, labels, step_size, apply: bool):
         c = self.config
@@ -257,7 +262,8 @@ class TrainStep:
             logits = tf.cast(self.model(features, training=True), tf.float32)
             per_example = _cross_entropy(labels, logits, c.label_smoothing) * tf.gather(self.weight_of_class, labels)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=step_size)
-        gradients = tape.gradient(loss, self.variables)
+            backward = self.optimizer.get_scaled_loss(loss) if self.loss_scaled else loss
+        gradients = tape.gradient(backward, self.variables)
         if self.accumulators:
             for accumulator, gradient in zip(self.accumulators, gradients):
                 accumulator.assign_add(tf.convert_to_tensor(gradient))
@@ -273,6 +279,8 @@ class TrainStep:
         if self.strategy.num_replicas_in_sync > 1:  # sum over replicas first, so that clipping sees the real norm
             context = tf.distribute.get_replica_context()
             gradients = context.all_reduce("sum", [tf.convert_to_tensor(g) for g in gradients])
+        if self.loss_scaled:  # an overflow leaves non-finite gradients: the optimizer skips that step
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
         norm = tf.linalg.global_norm(gradients)
         if self.config.clip_norm > 0:
             gradients, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm, use_norm=norm)
@@ -290,7 +298,8 @@ def distributed_epoch(strategy, split: inputs.EncodedSplit, preprocessor, config
         local = context.num_replicas_in_sync // context.num_input_pipelines
         return inputs.train_dataset(split, preprocessor, rest, config.model.max_seq_length,
                                     replicas=context.num_replicas_in_sync,
-                                    first_replica=context.input_pipeline_id * local, local_replicas=local)
+                                    first_replica=context.input_pipeline_id * local, local_replicas=local,
+                                    length_multiple=inputs.LENGTH_MULTIPLE if config.runtime.xla else 1)
 
     return rest, strategy.distribute_datasets_from_function(dataset_fn)
 

@@ -27,6 +27,18 @@ def tiny_hub(tmp_path_factory) -> Path:
     return export_tiny(tmp_path_factory.mktemp("hub") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def calm_hub(tmp_path_factory) -> Path:
+    """The tiny encoder without dropout: runs that differ only in batching or compilation must agree."""
+    from sft.hub.encoder import BertConfig
+    from sft.hub.export import TINY_CONFIG, export_random, tiny_vocab
+
+    folder = tmp_path_factory.mktemp("calm")
+    (folder / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
+    config = BertConfig(vocab_size=len(tiny_vocab()), dropout=0.0, attention_dropout=0.0, **TINY_CONFIG)
+    return export_random(config, folder / "vocab.txt", folder / "hub")
+
+
 INTENTS = {
     "greeting": ["hi", "hello there", "hey good morning", "hello i need help", "hi anyone there"],
     "lost_card": ["i lost my card", "my card was stolen", "i can not find my card", "block my card please",

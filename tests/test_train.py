@@ -9,20 +9,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from sft.hub.encoder import BertConfig
-from sft.hub.export import TINY_CONFIG, export_random, tiny_vocab
 from tests.conftest import sft_cli as invoke, write_project
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def calm_hub(tmp_path_factory):
-    """The tiny encoder without dropout: runs that differ only in batching must agree."""
-    folder = tmp_path_factory.mktemp("calm")
-    (folder / "vocab.txt").write_text("\n".join(tiny_vocab()) + "\n")
-    config = BertConfig(vocab_size=len(tiny_vocab()), dropout=0.0, attention_dropout=0.0, **TINY_CONFIG)
-    return export_random(config, folder / "vocab.txt", folder / "hub")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,67 @@
+"""Mixed precision: matmuls in 16 bits, variables, logits and loss in float32.
+
+A TF Hub encoder is a SavedModel traced in float32, out of reach of Keras'
+dtype policies. So precision is applied where TensorFlow can still change the
+computation: Grappler's auto-mixed-precision pass rewrites every graph a
+`tf.function` builds (the encoder's inlined body included), converting
+matmuls and what lies between them to 16 bits while keeping softmax,
+normalisation, exp/log and reductions in float32. Exported SavedModels stay
+float32: the rewrite happens when a graph is run, in the process that runs it.
+
+- `mixed_bfloat16`: oneDNN's pass, for CPUs with AVX512-BF16 or AMX. bfloat16
+  has float32's exponent range, so gradients need no loss scaling.
+- `mixed_float16`: the CUDA pass, for NVIDIA GPUs. float16 gradients underflow,
+  so the loss is scaled up before the backward pass and the gradients down after
+  (tf-keras' dynamic LossScaleOptimizer: the scale halves and the step is skipped
+  on overflow, and doubles after 2,000 finite steps).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import tensorflow as tf
+import tf_keras as keras
+
+from sft.errors import ConfigError
+
+log = logging.getLogger("sft")
+
+_GRAPPLER_PASS = {"mixed_bfloat16": "auto_mixed_precision_onednn_bfloat16", "mixed_float16": "auto_mixed_precision"}
+
+
+def configure(precision: str) -> None:
+    """Switch on the graph rewrite for `precision`; call before the first `tf.function` is traced."""
+    if precision == "float32":
+        return
+    gpus = tf.config.list_physical_devices("GPU")
+    if precision == "mixed_float16" and not gpus:
+        raise ConfigError("runtime.precision mixed_float16 needs an NVIDIA GPU; on a CPU use mixed_bfloat16 "
+                          "(fast with AVX512-BF16 or AMX) or float32")
+    if precision == "mixed_bfloat16" and gpus:
+        raise ConfigError("runtime.precision mixed_bfloat16 rewrites CPU graphs (oneDNN) and would leave the GPU "
+                          "in float32; on a GPU use mixed_float16")
+    if precision == "mixed_bfloat16" and not _cpu_has_bfloat16():
+        log.warning("this CPU has neither AVX512-BF16 nor AMX: mixed_bfloat16 will be emulated, likely slower "
+                    "than float32")
+    tf.config.optimizer.set_experimental_options({_GRAPPLER_PASS[precision]: True})
+
+
+def wrap_optimizer(optimizer: keras.optimizers.Optimizer, precision: str) -> keras.optimizers.Optimizer:
+    """float16 needs dynamic loss scaling; the other precisions train with the optimizer as it is."""
+    if precision != "mixed_float16":
+        return optimizer
+    return keras.mixed_precision.LossScaleOptimizer(optimizer)
+
+
+def scales_loss(optimizer) -> bool:
+    return isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+
+
+def _cpu_has_bfloat16() -> bool:
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return True  # not Linux: no way to tell, so no warning
+    flags = cpuinfo.read_text(errors="replace")
+    return "avx512_bf16" in flags or "amx_bf16" in flags

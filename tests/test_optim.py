@@ -1,0 +1,52 @@
+"""The optimizer: AdamW, with each variable's learning rate scaled by its depth when asked."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from sft.config import TrainConfig
+from sft.errors import ConfigError
+from sft.optim import build_optimizer, layer_scales
+
+NAMES = [
+    "word_embeddings/embeddings", "position_embedding/embeddings", "type_embeddings/embeddings",
+    "embeddings/layer_norm/gamma", "transformer/layer_0/intermediate/kernel", "transformer/layer_1/output/bias",
+    "pooler_transform/kernel", "logits/kernel",
+]
+
+
+def test_layer_decay_gives_each_layer_the_rate_of_the_layer_above_times_the_decay():
+    scales = layer_scales(NAMES, 0.5)
+    assert scales["transformer/layer_1/output/bias"] == 0.5
+    assert scales["transformer/layer_0/intermediate/kernel"] == 0.25
+    for embedding in NAMES[:4]:
+        assert scales[embedding] == 0.125
+    assert "pooler_transform/kernel" not in scales and "logits/kernel" not in scales  # full rate
+
+
+def test_no_layer_decay_scales_nothing():
+    assert layer_scales(NAMES, 1.0) == {}
+
+
+def test_layer_decay_refuses_an_encoder_whose_layers_it_cannot_find():
+    with pytest.raises(ConfigError, match="train.layer_decay"):
+        layer_scales(["encoder/block0/w", "logits/kernel"], 0.9)
+
+
+def test_the_first_step_moves_each_variable_by_its_scaled_learning_rate():
+    # Adam's first update is lr * g / (|g| + eps): the learning rate itself, whatever the gradient's size.
+    names = ["word_embeddings/embeddings", "transformer/layer_0/x/kernel", "transformer/layer_1/x/kernel",
+             "logits/kernel"]
+    variables = [tf.Variable(tf.zeros([4, 3]), name=name) for name in names]
+    config = TrainConfig(learning_rate=1e-2, weight_decay=0.0, warmup_fraction=0.0, layer_decay=0.5)
+    optimizer = build_optimizer(config, total_steps=100, variables=variables)
+    optimizer.apply_gradients(zip([tf.fill([4, 3], g) for g in (3.0, -0.5, 2.0, 7.0)], variables))
+    moved = [float(np.abs(v.numpy()).max()) for v in variables]
+    np.testing.assert_allclose(moved, [1e-2 * 0.125, 1e-2 * 0.25, 1e-2 * 0.5, 1e-2], rtol=1e-4)
+
+
+def test_weight_decay_follows_the_scaled_rate_too():
+    variables = [tf.Variable(tf.ones([2]), name=n) for n in ("transformer/layer_0/x/kernel", "logits/kernel")]
+    config = TrainConfig(learning_rate=1e-2, weight_decay=0.1, warmup_fraction=0.0, layer_decay=0.5)
+    optimizer = build_optimizer(config, total_steps=100, variables=variables)
+    optimizer.apply_gradients(zip([tf.zeros([2]), tf.zeros([2])], variables))  # zero gradient: decay alone
+    np.testing.assert_allclose([v.numpy()[0] for v in variables], [1 - 0.1 * 1e-2 * 0.5, 1 - 0.1 * 1e-2], rtol=1e-6)
