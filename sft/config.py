@@ -183,9 +183,9 @@ class RuntimeConfig:
     inter_op_threads: int = field(default=0, metadata={"min": 0})
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism
     # Variables stay float32; `mixed_*` runs the matmuls of every step and forward pass, the
-    # encoder's included, in 16 bits, while softmax, normalisation, logits and loss stay float32.
-    # mixed_bfloat16: CPUs with AVX512-BF16/AMX (oneDNN) and TPUs; mixed_float16: NVIDIA GPUs,
-    # with dynamic loss scaling.
+    # encoder's included, in 16 bits; softmax, normalisation and the loss stay float32.
+    # mixed_bfloat16: CPUs with AVX512-BF16/AMX (oneDNN); mixed_float16: NVIDIA GPUs, with
+    # dynamic loss scaling. See sft/precision.py.
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     # Compile the training step and the forward pass with XLA (tf.function(jit_compile=True)).
     xla: bool = False

@@ -1,7 +1,7 @@
 """The classifier: a TF Hub BERT encoder, a pooled vector, dropout, and one logit a class.
 
-This is the one module that imports Keras, and it is tf-keras (Keras 2):
-`hub.KerasLayer` is a Keras 2 layer and cannot live in a Keras 3 model.
+The model is tf-keras (Keras 2), never Keras 3: `hub.KerasLayer` is a Keras 2
+layer and cannot live in a Keras 3 model.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""Mixed precision: matmuls in 16 bits, variables, logits and loss in float32.
+"""Mixed precision: matmuls in 16 bits; variables, softmax, normalisation and the loss in float32.
 
 A TF Hub encoder is a SavedModel traced in float32, out of reach of Keras'
 dtype policies. So precision is applied where TensorFlow can still change the
 computation: Grappler's auto-mixed-precision pass rewrites every graph a
 `tf.function` builds (the encoder's inlined body included), converting
 matmuls and what lies between them to 16 bits while keeping softmax,
-normalisation, exp/log and reductions in float32. Exported SavedModels stay
-float32: the rewrite happens when a graph is run, in the process that runs it.
+normalisation, exp/log and reductions in float32. The head's matmul runs in 16
+bits too, and its logits are cast back to float32 for the softmax and the loss.
+Exported SavedModels stay float32: the rewrite happens when a graph is run, in
+the process that runs it.
 
 - `mixed_bfloat16`: oneDNN's pass, for CPUs with AVX512-BF16 or AMX. bfloat16
   has float32's exponent range, so gradients need no loss scaling.

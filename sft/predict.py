@@ -28,7 +28,7 @@ class Predictor:
         self.model, self.preprocessor, self.max_seq_length, self.xla = model, preprocessor, max_seq_length, xla
         # One signature with [None, None] inputs: every batch shape reuses one trace.
         self._forward = tf.function(
-            lambda features: tf.nn.softmax(tf.cast(model(features, training=False), tf.float32)),
+            lambda features: tf.nn.softmax(model(features, training=False)),
             input_signature=[input_signature()], jit_compile=xla,
         )
 
