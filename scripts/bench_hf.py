@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--model-dir", required=True, help="config.json, model.safetensors, vocab.txt")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
     tokenizer = BertTokenizerFast(vocab_file=str(Path(args.model_dir) / "vocab.txt"), do_lower_case=True)
     split = "test" if args.phase == "infer" else "train"
     texts, labels = read(Path(args.data) / f"{split}.csv")
