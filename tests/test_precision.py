@@ -31,11 +31,11 @@ def tiny(calm_hub):
 
 
 def train_three_steps(tiny, wrap=lambda optimizer: optimizer, class_weight: float = 1.0, xla: bool = False,
-                      dense: bool = False):
+                      embedding_updates: str = "lazy"):
     """Weights after three optimizer steps of 5 examples from the same start, and the optimizer."""
     model, start, preprocessor, split = tiny
     model.set_weights(start)
-    config = TrainConfig(batch_size=5, learning_rate=1e-3, embedding_updates="dense" if xla or dense else "lazy")
+    config = TrainConfig(batch_size=5, learning_rate=1e-3, embedding_updates=embedding_updates)
     optimizer = wrap(build_optimizer(config, 3, model.trainable_variables))
     step = TrainStep(model, optimizer, tf.distribute.get_strategy(), config,
                      np.full(len(LABELS), class_weight, np.float32), xla=xla)
@@ -108,8 +108,8 @@ def test_xla_refuses_lazy_embedding_updates():
 
 @pytest.mark.slow
 def test_xla_compiled_steps_and_forward_pass_compute_what_the_plain_ones_do(tiny):
-    plain, _ = train_three_steps(tiny, dense=True)
-    compiled, _ = train_three_steps(tiny, xla=True)
+    plain, _ = train_three_steps(tiny, embedding_updates="dense")
+    compiled, _ = train_three_steps(tiny, xla=True, embedding_updates="dense")  # XLA refuses lazy updates
     for a, b in zip(plain, compiled):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     model, _, preprocessor, split = tiny
