@@ -144,6 +144,9 @@ class TrainConfig:
     class_weights: Literal["none", "balanced", "table"] = "none"
     class_weight_table: dict[str, float] = field(default_factory=dict)
     label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "max": 0.5})
+    # R-Drop: each example is fed twice and the symmetric KL divergence between the two dropout
+    # passes' predictions, times this, joins the loss (sft/losses.py); 0: off. Doubles a step's work.
+    rdrop: float = field(default=0.0, metadata={"min": 0.0})
     # Layer-wise learning-rate decay: each encoder layer learns at this times the rate of the
     # layer above it, the embeddings lowest, the pooler and head at the full rate; 1: one rate for all.
     layer_decay: float = field(default=1.0, metadata={"min": 0.1, "max": 1.0})

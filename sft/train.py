@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from sft import inputs, precision, runtime
+from sft import inputs, losses, precision, runtime
 from sft.config import Config, TrainConfig
 from sft.data.example import read_jsonl
 from sft.errors import DataError, RunDirError, TrainingDiverged, TrainingInterrupted
@@ -259,8 +259,14 @@ class TrainStep:
     def _replica_step(self, features, labels, step_size, apply: bool):
         c = self.config
         with tf.GradientTape() as tape:
-            logits = tf.cast(self.model(features, training=True), tf.float32)
-            per_example = _cross_entropy(labels, logits, c.label_smoothing) * tf.gather(self.weight_of_class, labels)
+            if c.rdrop:  # each example twice in one batch: dropout draws two masks for it
+                doubled = {name: tf.concat([x, x], axis=0) for name, x in features.items()}
+                first, second = tf.split(tf.cast(self.model(doubled, training=True), tf.float32), 2)
+                per_example = losses.rdrop(labels, first, second, c.label_smoothing, c.rdrop)
+            else:
+                logits = tf.cast(self.model(features, training=True), tf.float32)
+                per_example = losses.cross_entropy(labels, logits, c.label_smoothing)
+            per_example *= tf.gather(self.weight_of_class, labels)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=step_size)
             backward = self.optimizer.get_scaled_loss(loss) if self.loss_scaled else loss
         gradients = tape.gradient(backward, self.variables)
@@ -302,14 +308,6 @@ def distributed_epoch(strategy, split: inputs.EncodedSplit, preprocessor, config
                                     length_multiple=inputs.LENGTH_MULTIPLE if config.runtime.xla else 1)
 
     return rest, strategy.distribute_datasets_from_function(dataset_fn)
-
-
-def _cross_entropy(labels, logits, smoothing: float):
-    if smoothing == 0.0:
-        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
-    classes = tf.shape(logits)[-1]
-    targets = tf.one_hot(labels, classes) * (1.0 - smoothing) + smoothing / tf.cast(classes, tf.float32)
-    return tf.nn.softmax_cross_entropy_with_logits(targets, logits)
 
 
 def _validate(predictor: Predictor, split: inputs.EncodedSplit, labels: list[str], metric: str) -> dict:

@@ -48,6 +48,48 @@ INTENTS = {
 }
 
 
+@pytest.fixture(scope="module")
+def tiny(calm_hub):
+    """The tiny classifier (without dropout: XLA draws other random masks), its starting weights,
+    its preprocessor and a few encoded examples."""
+    from sft import inputs
+    from sft.config import ModelConfig
+    from sft.data.example import Example
+    from sft.hub import resolve
+    from sft.model import build_classifier
+
+    preprocessor = resolve.load(str(calm_hub / "preprocessor"), "preprocessor")
+    examples = [Example(text, label) for label, texts in INTENTS.items() for text in texts]
+    split = inputs.encode(preprocessor, examples, {label: i for i, label in enumerate(sorted(INTENTS))})
+    model = build_classifier(ModelConfig(encoder=str(calm_hub / "encoder"), dropout=0.0), len(INTENTS), seed=0)
+    return model, model.get_weights(), preprocessor, split
+
+
+def train_three_steps(tiny, wrap=lambda optimizer: optimizer, class_weight: float = 1.0, xla: bool = False,
+                      **train):
+    """Weights after three optimizer steps of 5 examples from the same start, and the optimizer;
+    `train`: TrainConfig fields besides the batch size and learning rate."""
+    import numpy as np
+    import tensorflow as tf
+    from sft import inputs
+    from sft.config import TrainConfig
+    from sft.optim import build_optimizer
+    from sft.train import TrainStep
+
+    model, start, preprocessor, split = tiny
+    model.set_weights(start)
+    config = TrainConfig(batch_size=5, learning_rate=1e-3, **train)
+    optimizer = wrap(build_optimizer(config, 3, model.trainable_variables))
+    step = TrainStep(model, optimizer, tf.distribute.get_strategy(), config,
+                     np.full(len(INTENTS), class_weight, np.float32), xla=xla)
+    plan = inputs.plan_epoch(split.lengths, 5, 1, seed=0, epoch=0)
+    dataset = inputs.train_dataset(split, preprocessor, plan, 32).take(3)
+    function = step.function(True, dataset.element_spec)
+    for batch in dataset:
+        function(batch)
+    return [w.numpy() for w in model.trainable_variables], optimizer
+
+
 def write_csv(path: Path, rows: list[dict], fieldnames: list[str] | None = None) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fieldnames or list(rows[0]))

@@ -5,46 +5,11 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 from sft import inputs, precision
-from sft.config import ModelConfig, TrainConfig, config_from_dict
+from sft.config import config_from_dict
 from sft.errors import ConfigError
-from sft.data.example import Example
-from sft.hub import resolve
 from sft.hub.encoder import input_signature
-from sft.model import build_classifier
-from sft.optim import build_optimizer
 from sft.predict import Predictor
-from sft.train import TrainStep
-from tests.conftest import INTENTS, sft_cli, write_project
-
-LABELS = sorted(INTENTS)
-
-
-@pytest.fixture(scope="module")
-def tiny(calm_hub):
-    """The tiny classifier (without dropout: XLA draws other random masks), its starting weights,
-    its preprocessor and a few encoded examples."""
-    preprocessor = resolve.load(str(calm_hub / "preprocessor"), "preprocessor")
-    examples = [Example(text, label) for label, texts in INTENTS.items() for text in texts]
-    split = inputs.encode(preprocessor, examples, {label: i for i, label in enumerate(LABELS)})
-    model = build_classifier(ModelConfig(encoder=str(calm_hub / "encoder"), dropout=0.0), len(LABELS), seed=0)
-    return model, model.get_weights(), preprocessor, split
-
-
-def train_three_steps(tiny, wrap=lambda optimizer: optimizer, class_weight: float = 1.0, xla: bool = False,
-                      embedding_updates: str = "lazy"):
-    """Weights after three optimizer steps of 5 examples from the same start, and the optimizer."""
-    model, start, preprocessor, split = tiny
-    model.set_weights(start)
-    config = TrainConfig(batch_size=5, learning_rate=1e-3, embedding_updates=embedding_updates)
-    optimizer = wrap(build_optimizer(config, 3, model.trainable_variables))
-    step = TrainStep(model, optimizer, tf.distribute.get_strategy(), config,
-                     np.full(len(LABELS), class_weight, np.float32), xla=xla)
-    plan = inputs.plan_epoch(split.lengths, 5, 1, seed=0, epoch=0)
-    dataset = inputs.train_dataset(split, preprocessor, plan, 32).take(3)
-    function = step.function(True, dataset.element_spec)
-    for batch in dataset:
-        function(batch)
-    return [w.numpy() for w in model.trainable_variables], optimizer
+from tests.conftest import sft_cli, train_three_steps, write_project
 
 
 def test_dynamic_loss_scaling_trains_exactly_like_no_scaling(tiny):
