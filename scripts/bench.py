@@ -128,6 +128,7 @@ def naive_train(quick: bool) -> dict:
 def infer(quick: bool) -> dict:
     import numpy as np
 
+    from sft import inputs
     from sft.predict import BATCH_SIZE
 
     assert BATCH_SIZE == INFER_BATCH
@@ -140,8 +141,6 @@ def infer(quick: bool) -> dict:
         trained.probabilities(examples)  # encode + length-sorted batches of 64 + forward, as `sft predict`
         best = max(best, len(texts) / (time.perf_counter() - start))
     # Useful work: 2 FLOPs a non-embedding weight a real (unpadded) token, as for training's 6.
-    from sft import inputs
-
     lengths = inputs.encode(trained.predictor.preprocessor, examples, {}).lengths
     params = _non_embedding_params(trained.predictor.model)
     tokens_per_text = float(np.minimum(lengths, MAX_LENGTH).mean())

@@ -2,7 +2,7 @@
 # Is pretraining really loaded? One epoch of Banking77 on the bundled MiniLM-L6,
 # then the same run on an encoder of the same shape and vocabulary with random
 # weights (`sft hub export --random-init`). Prints test accuracy and macro-F1 of both.
-# About 8 minutes on 2 CPU cores. Needs ../shared/data/banking77.
+# About 5 minutes on 2 CPU cores. Needs ../shared/data/banking77.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sft=.venv/bin/sft
