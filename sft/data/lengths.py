@@ -18,13 +18,13 @@ _SPECIAL = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
 def find_vocab(model: ModelConfig) -> Path | None:
     """The preprocessor's `assets/vocab.txt`, where it is a local folder or a bundled model already
     materialised in the cache; None for URLs and for bundled models not yet built."""
-    from sft.hub.resolve import cache_dir, default_preprocessor  # no TensorFlow at import
+    from sft.hub.resolve import bundled_folder, default_preprocessor  # no TensorFlow at import
 
     handle = model.preprocessor or default_preprocessor(model.encoder)
     if handle is None or handle.startswith(("https://", "http://", "gs://")):
         return None
     if handle.startswith("bundled:"):
-        folder = cache_dir() / "bundled" / handle.removeprefix("bundled:") / "preprocessor"
+        folder = bundled_folder(handle.removeprefix("bundled:")) / "preprocessor"
     else:
         folder = Path(handle).expanduser()
     vocab = folder / "assets" / "vocab.txt"

