@@ -147,6 +147,9 @@ class TrainConfig:
     # R-Drop: each example is fed twice and the symmetric KL divergence between the two dropout
     # passes' predictions, times this, joins the loss (sft/losses.py); 0: off. Doubles a step's work.
     rdrop: float = field(default=0.0, metadata={"min": 0.0})
+    # Validate, select and save an exponential moving average of the weights with this decay
+    # (sft/averaging.py; e.g. 0.999); 0: the weights as trained.
+    ema_decay: float = field(default=0.0, metadata={"min": 0.0, "max": 0.9999})
     # Layer-wise learning-rate decay: each encoder layer learns at this times the rate of the
     # layer above it, the embeddings lowest, the pooler and head at the full rate; 1: one rate for all.
     layer_decay: float = field(default=1.0, metadata={"min": 0.1, "max": 1.0})

@@ -9,6 +9,7 @@ killed at any point and resumed ends where the uninterrupted run ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft import inputs, losses, precision, runtime
+from sft.averaging import WeightAverage
 from sft.config import Config, TrainConfig
 from sft.data.example import read_jsonl
 from sft.errors import DataError, RunDirError, TrainingDiverged, TrainingInterrupted
@@ -95,8 +97,12 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
         optimizer = precision.wrap_optimizer(optimizer, config.runtime.precision)
         state = LoopState.create()
     train_step = TrainStep(model, optimizer, strategy, t, class_weights, xla=config.runtime.xla)
+    average = train_step.average
     predictor = Predictor(model, preprocessor, config.model.max_seq_length, xla=config.runtime.xla)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state))
+    # What validation and the saved models see: the weights, or their average swapped in.
+    evaluated = average.swapped_in if average else contextlib.nullcontext
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state),
+                                     **({"average": average.averages} if average else {}))
     manager = tf.train.CheckpointManager(
         checkpoint, str(runtime.write_dir(run.checkpoints, chief)), max_to_keep=2
     )
@@ -168,15 +174,18 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
                     )
 
             # -- validate, keep the best model, count epochs without improvement
-            record = _validate(predictor, validation_split, labels, t.select_metric)
-            record |= {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy())}
-            value = record.pop("_select")
-            # Without a validation split there is nothing to select on: the newest epoch counts as best.
-            if not len(validation_split) or value > float(state.best.numpy()) + t.early_stopping.min_delta:
+            with evaluated():
+                record = _validate(predictor, validation_split, labels, t.select_metric)
+                record |= {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy())}
+                value = record.pop("_select")
+                # Without a validation split there is nothing to select on: the newest epoch counts as best.
+                improved = not len(validation_split) or value > float(state.best.numpy()) + t.early_stopping.min_delta
+                if improved:
+                    _save_weights(model, run, "best", chief)
+            if improved:
                 state.best.assign(value)
                 state.best_epoch.assign(epoch + 1)
                 state.bad_epochs.assign(0)
-                _save_weights(model, run, "best", chief)
             else:
                 state.bad_epochs.assign_add(1)
             state.epoch.assign_add(1)
@@ -192,7 +201,8 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
                 progress.line("early stop: no improvement of %s for %d epochs", t.select_metric, patience)
 
     # -- the last model, the fallback threshold of the best one, and what happened
-    _save_weights(model, run, "last", chief)
+    with evaluated():
+        _save_weights(model, run, "last", chief)
     if not chief:
         shutil.rmtree(manager.directory, ignore_errors=True)
     if config.fallback.label is not None and len(validation_split) and chief:
@@ -244,6 +254,7 @@ class TrainStep:
                             aggregation=tf.VariableAggregation.SUM)
                 for v in self.variables
             ] if config.accumulation_steps > 1 else []
+            self.average = WeightAverage(self.variables, config.ema_decay) if config.ema_decay else None
 
     def function(self, apply: bool, spec) -> tf.types.experimental.GenericFunction:
         """`step(batch) -> (loss, gradient norm)`; `apply`: the step's last micro-batch."""
@@ -291,6 +302,8 @@ class TrainStep:
         if self.config.clip_norm > 0:
             gradients, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm, use_norm=norm)
         self.optimizer.apply_gradients(zip(gradients, self.variables), experimental_aggregate_gradients=False)
+        if self.average is not None:
+            self.average.update(self.optimizer.iterations)
         return norm
 
 

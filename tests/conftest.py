@@ -66,9 +66,10 @@ def tiny(calm_hub):
 
 
 def train_three_steps(tiny, wrap=lambda optimizer: optimizer, class_weight: float = 1.0, xla: bool = False,
-                      **train):
+                      after_step=None, **train):
     """Weights after three optimizer steps of 5 examples from the same start, and the optimizer;
-    `train`: TrainConfig fields besides the batch size and learning rate."""
+    `after_step(train_step)` is called after each; `train`: TrainConfig fields besides the batch
+    size and learning rate."""
     import numpy as np
     import tensorflow as tf
     from sft import inputs
@@ -87,6 +88,8 @@ def train_three_steps(tiny, wrap=lambda optimizer: optimizer, class_weight: floa
     function = step.function(True, dataset.element_spec)
     for batch in dataset:
         function(batch)
+        if after_step:
+            after_step(step)
     return [w.numpy() for w in model.trainable_variables], optimizer
 
 

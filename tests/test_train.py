@@ -1,4 +1,5 @@
-"""The training loop's promises: exact resume after a crash, clean stops, accumulation, early stopping."""
+"""The training loop's promises: exact resume after a crash, clean stops, accumulation, early stopping,
+the weight average."""
 
 import json
 import os
@@ -105,6 +106,21 @@ def test_early_stopping_ends_when_the_metric_stops_improving(project):
     # nothing can improve at learning rate 0: epoch 1 is best, epochs 2 and 3 use up the patience
     assert summary["epochs"] == 3 and summary["stopped_early"] and summary["best_epoch"] == 1
     assert "early stop" in result.stderr
+
+
+def test_a_run_with_an_average_saves_the_average_and_keeps_training_the_weights(project):
+    run_dir = project / "averaged"
+    invoke("train", "--config", project / "c.yaml", "--run-dir", run_dir, "--set", "train.ema_decay=0.9")
+    checkpoint = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir / "checkpoints")))
+    names = checkpoint.get_variable_to_shape_map()
+    averages = [checkpoint.get_tensor(n) for n in names if n.startswith("average/")]
+    trained = {n: checkpoint.get_tensor(n) for n in names if n.startswith("model/") and n in weights(run_dir)}
+    saved = weights(run_dir, "last")
+    assert len(averages) == len(saved) > 10
+    for name, value in saved.items():  # the saved model is the average...
+        assert any(a.shape == value.shape and np.array_equal(a, value) for a in averages), name
+    # ...and the weights training goes on from are not
+    assert not all(np.array_equal(trained[n], saved[n]) for n in trained)
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(project):
