@@ -1,4 +1,4 @@
-"""The encoder's own GELU and layer-norm gradients: autodiff's values, and they survive export."""
+"""The encoder's own gradients (GELU, layer norm, attention recomputed): autodiff's values, also after export."""
 
 import numpy as np
 import pytest
@@ -40,6 +40,25 @@ def test_gelu_matches_tensorflows_exact_gelu():
     plain, (plain_gradient,) = value_and_gradients(lambda t: tf.nn.gelu(t, approximate=False), x)
     np.testing.assert_array_equal(ours, plain)
     np.testing.assert_allclose(our_gradient, plain_gradient, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_attention_recomputed_in_the_backward_pass_matches_autodiff(rate):
+    rng = np.random.default_rng(1)
+    q, k, v = (tf.constant(rng.normal(size=(2, 3, 5, 4)), tf.float32) for _ in range(3))
+    bias = tf.constant([0.0, 0.0, 0.0, -10000.0, -10000.0])[tf.newaxis, tf.newaxis, tf.newaxis, :]  # two padding keys
+
+    def drop(x):
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=[4, 2]) if rate else x
+
+    def plain(q, k, v):
+        return tf.matmul(drop(tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * 0.5 + bias, axis=-1)), v)
+
+    ours, our_gradients = value_and_gradients(lambda *a: encoder._attention(*a, bias, 0.5, drop), q, k, v)
+    reference, reference_gradients = value_and_gradients(plain, q, k, v)
+    np.testing.assert_array_equal(ours, reference)
+    for got, want in zip(our_gradients, reference_gradients):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
 def test_the_exported_encoder_trains_like_the_one_in_memory(tiny_hub):
