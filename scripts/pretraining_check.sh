@@ -14,7 +14,7 @@ $sft prepare --config configs/banking77.yaml --out "$work/data" --overwrite
 for encoder in bundled:minilm-l6-uncased "$work/random-hub/encoder"; do
   name=$([ "$encoder" = bundled:minilm-l6-uncased ] && echo pretrained || echo random)
   $sft train --config configs/banking77.yaml --data "$work/data" --run-dir "$work/$name" --overwrite \
-    --set train.epochs=1 --set train.rdrop=0 --set model.encoder="$encoder"  # one plain epoch tells them apart
+    --set train.epochs=1 --set train.rdrop=0 --set train.ema_decay=0 --set model.encoder="$encoder"  # one plain epoch tells them apart
   $sft evaluate --run-dir "$work/$name" --json > "$work/$name.json"
 done
 .venv/bin/python - "$work" <<'PY'
