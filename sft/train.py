@@ -2,9 +2,9 @@
 
 The loop owns checkpointing, validation, model selection, early stopping and
 logging; the step functions only compute. Everything a resumed run needs (model,
-optimizer, position in the epoch, best metric, dropout counters) is in the
-checkpoint, and an epoch's batch order depends on (seed, epoch) only, so a run
-killed at any point and resumed ends where the uninterrupted run ends.
+optimizer, weight average, position in the epoch, best metric, dropout counters)
+is in the checkpoint, and an epoch's batch order depends on (seed, epoch) only,
+so a run killed at any point and resumed ends where the uninterrupted run ends.
 """
 
 from __future__ import annotations
@@ -232,7 +232,8 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
 
 
 class TrainStep:
-    """Forward and backward of one micro-batch on every replica; the optimizer steps on a step's last.
+    """Forward and backward of one micro-batch on every replica; the optimizer steps on a step's last,
+    and the weight average (`train.ema_decay`) follows it.
 
     With accumulation, gradients add up in non-trainable variables (one a
     replica) until the step's last micro-batch; every loss is divided by the

@@ -17,9 +17,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_hub):
-    """Prepared data (60 dialogues) and a config: 2 epochs of 36 steps of 4 examples."""
+    """Prepared data (60 dialogues) and a config: 2 epochs of 36 steps of 4 examples, weights averaged
+    (so that resuming, stopping and distribution are checked with the average in the checkpoint)."""
     root = tmp_path_factory.mktemp("train")
-    write_project(root, tiny_hub / "encoder", 60, "{epochs: 2, batch_size: 4, learning_rate: 1.0e-3}",
+    write_project(root, tiny_hub / "encoder", 60, "{epochs: 2, batch_size: 4, learning_rate: 1.0e-3, ema_decay: 0.9}",
                   "runtime: {log_every_steps: 5, checkpoint_every_steps: 5}\n", validation_size=0.1, test_size=0.1)
     return root
 
@@ -108,14 +109,12 @@ def test_early_stopping_ends_when_the_metric_stops_improving(project):
     assert "early stop" in result.stderr
 
 
-def test_a_run_with_an_average_saves_the_average_and_keeps_training_the_weights(project):
-    run_dir = project / "averaged"
-    invoke("train", "--config", project / "c.yaml", "--run-dir", run_dir, "--set", "train.ema_decay=0.9")
-    checkpoint = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir / "checkpoints")))
+def test_a_run_with_an_average_saves_the_average_and_keeps_training_the_weights(uninterrupted):
+    checkpoint = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(uninterrupted / "checkpoints")))
     names = checkpoint.get_variable_to_shape_map()
     averages = [checkpoint.get_tensor(n) for n in names if n.startswith("average/")]
-    trained = {n: checkpoint.get_tensor(n) for n in names if n.startswith("model/") and n in weights(run_dir)}
-    saved = weights(run_dir, "last")
+    saved = weights(uninterrupted, "last")
+    trained = {n: checkpoint.get_tensor(n) for n in saved}  # the same names in the training checkpoint
     assert len(averages) == len(saved) > 10
     for name, value in saved.items():  # the saved model is the average...
         assert any(a.shape == value.shape and np.array_equal(a, value) for a in averages), name
