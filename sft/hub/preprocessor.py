@@ -3,8 +3,10 @@
 Mirrors `tensorflow/bert_en_uncased_preprocess/3`: called on strings it gives the
 three encoder inputs; `tokenize` and `bert_pack_inputs` expose the two halves.
 Tokenisation runs TF Text's `FastBertTokenizer` (linear-time WordPiece, about
-five times `BertTokenizer` on Banking77 with the word level rebuilt) and gives
-the same ids and words as `BertTokenizer`, which TF Hub's own preprocessors use.
+five times `BertTokenizer` on Banking77 with the word level rebuilt). Lower-cased,
+it gives the same ids and words as `BertTokenizer`, which TF Hub's own
+preprocessors use; cased, it also splits words at no-break spaces, as the
+original BERT tokeniser does and `BertTokenizer` does not.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ def read_vocab(path: str | Path) -> list[str]:
     missing = [t for t in [*SPECIAL_TOKENS.values(), "[UNK]"] if t not in tokens]
     if missing:
         raise HubError(f"vocabulary '{path}' lacks the special tokens {', '.join(missing)}")
+    repeated = sorted({t for t in tokens if tokens.count(t) > 1}) if len(set(tokens)) < len(tokens) else []
+    if repeated:
+        raise HubError(f"vocabulary '{path}' lists {', '.join(repeated[:5])} more than once: each token needs one id")
     return tokens
 
 

