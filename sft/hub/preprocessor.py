@@ -11,6 +11,7 @@ original BERT tokeniser does and `BertTokenizer` does not.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import tensorflow as tf
@@ -34,7 +35,7 @@ def read_vocab(path: str | Path) -> list[str]:
     missing = [t for t in [*SPECIAL_TOKENS.values(), "[UNK]"] if t not in tokens]
     if missing:
         raise HubError(f"vocabulary '{path}' lacks the special tokens {', '.join(missing)}")
-    repeated = sorted({t for t in tokens if tokens.count(t) > 1}) if len(set(tokens)) < len(tokens) else []
+    repeated = sorted(token for token, count in Counter(tokens).items() if count > 1)
     if repeated:
         raise HubError(f"vocabulary '{path}' lists {', '.join(repeated[:5])} more than once: each token needs one id")
     return tokens
