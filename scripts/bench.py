@@ -23,11 +23,14 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BANKING77 = ROOT.parent / "shared" / "data" / "banking77"
 BATCH, NAIVE_LENGTH, INFER_BATCH, MAX_LENGTH = 32, 128, 64, 128
+ENCODER = "bundled:minilm-l6-uncased"
 
 
 def main() -> None:
@@ -176,7 +179,7 @@ def _model_and_texts(split: str, build_model: bool):
     from sft.config import ModelConfig
     from sft.hub import resolve
 
-    config = ModelConfig(encoder="bundled:minilm-l6-uncased", max_seq_length=MAX_LENGTH)
+    config = ModelConfig(encoder=ENCODER, max_seq_length=MAX_LENGTH)
     preprocessor = resolve.load(resolve.preprocessor_for(config), "preprocessor")
     texts, _ = _texts_and_labels(split)
     if not build_model:
@@ -190,45 +193,67 @@ def _model_and_texts(split: str, build_model: bool):
     return preprocessor, trained, texts
 
 
-def _train(quick: bool, naive: bool, precision: str = "float32") -> dict:
-    """Timed optimizer steps of sft's TrainStep; real and padded tokens counted from the batch plan."""
+@dataclass
+class Training:
+    function: Any  # batch -> (loss, gradient norm), one optimizer step
+    dataset: Any  # the plan's batches, (features, labels, step size)
+    plan: Any  # inputs.EpochPlan: which examples each batch holds
+    lengths: Any  # every train example's length in word pieces, truncated as the model sees it
+    model: Any
+
+
+def training(precision: str = "float32", *, steps: int | None = None, naive: bool = False,
+             encoder: str = ENCODER, max_length: int = MAX_LENGTH, length_multiple: int = 1,
+             stage=lambda name: None) -> Training:
+    """sft's real training step on the shared Banking77 train split, as the train phase times it.
+
+    Batch 32, length-grouped batches (padded to 128 with `naive`), the first
+    `steps` of one epoch's plan (all by default). `stage(name)` is called after
+    each stage of the set-up, for scripts that watch memory.
+    """
     import numpy as np
     import tensorflow as tf
 
     import sft.precision
     from sft import inputs
-    from sft.config import Config, ModelConfig, TrainConfig
+    from sft.config import ModelConfig, TrainConfig
     from sft.model import build_classifier
     from sft.optim import build_optimizer
     from sft.train import TrainStep
 
-    config = Config(model=ModelConfig(encoder="bundled:minilm-l6-uncased", max_seq_length=MAX_LENGTH),
-                    train=TrainConfig(batch_size=BATCH, learning_rate=1e-4))
     sft.precision.configure(precision)
     texts, labels = _texts_and_labels("train")
     names = sorted(set(labels))
     preprocessor, _, _ = _model_and_texts("train", build_model=False)
+    stage("preprocessor loaded")
     split = inputs.encode(preprocessor, _examples(texts, labels), {n: i for i, n in enumerate(names)})
-    model = build_classifier(config.model, len(names), seed=0)
+    stage("train split encoded")
+    config = TrainConfig(batch_size=BATCH, learning_rate=1e-4)
+    model = build_classifier(ModelConfig(encoder=encoder, max_seq_length=max_length), len(names), seed=0)
+    stage("model built")
     steps_per_epoch = -(-len(split) // BATCH)
-    optimizer = build_optimizer(config.train, steps_per_epoch, model.trainable_variables)
-    strategy = tf.distribute.get_strategy()
-    step = TrainStep(model, optimizer, strategy, config.train, np.ones(len(names), np.float32))
-
+    optimizer = build_optimizer(config, steps_per_epoch, model.trainable_variables)
+    step = TrainStep(model, optimizer, tf.distribute.get_strategy(), config, np.ones(len(names), np.float32))
     plan = inputs.plan_epoch(split.lengths, BATCH, 1, seed=0, epoch=0, group_lengths=not naive)
-    warmup = 3 if naive else 10
-    timed = (12 if quick else 40) if naive else (50 if quick else steps_per_epoch - warmup)
-    plan = inputs.EpochPlan(*(a[: warmup + timed] for a in (plan.micro_batches, plan.step_sizes, plan.step_ends)))
-    dataset = inputs.train_dataset(split, preprocessor, plan, MAX_LENGTH, pad_to=NAIVE_LENGTH if naive else None)
-    function = step.function(True, dataset.element_spec)
+    plan = inputs.EpochPlan(*(a[:steps] for a in (plan.micro_batches, plan.step_sizes, plan.step_ends)))
+    dataset = inputs.train_dataset(split, preprocessor, plan, max_length, pad_to=NAIVE_LENGTH if naive else None,
+                                   length_multiple=length_multiple)
+    return Training(step.function(True, dataset.element_spec), dataset, plan, np.minimum(split.lengths, max_length),
+                    model)
 
-    lengths = np.minimum(split.lengths, MAX_LENGTH)
+
+def _train(quick: bool, naive: bool, precision: str = "float32") -> dict:
+    """Timed optimizer steps of sft's TrainStep; real and padded tokens counted from the batch plan."""
+    warmup = 3 if naive else 10
+    timed = (12 if quick else 40) if naive else (50 if quick else None)
+    run = training(precision, steps=timed and warmup + timed, naive=naive)
+    plan, lengths = run.plan, run.lengths
     real = padded = 0
-    for i, batch in enumerate(dataset):
+    for i, batch in enumerate(run.dataset):
         if i == warmup:
             loss.numpy()  # wait for the warm-up steps before starting the clock
             start = time.perf_counter()
-        loss, _ = function(batch)
+        loss, _ = run.function(batch)
         if i >= warmup:
             rows = plan.micro_batches[i][plan.micro_batches[i] >= 0]
             real += int(lengths[rows].sum())
@@ -236,7 +261,7 @@ def _train(quick: bool, naive: bool, precision: str = "float32") -> dict:
     loss.numpy()
     seconds = time.perf_counter() - start
     examples = int(sum(plan.step_sizes[warmup:]))
-    params = _non_embedding_params(model)
+    params = _non_embedding_params(run.model)
     return {
         "examples_per_s": examples / seconds,
         "real_tokens_per_s": real / seconds,
@@ -244,7 +269,7 @@ def _train(quick: bool, naive: bool, precision: str = "float32") -> dict:
         "padding_fraction": 1 - real / padded,
         "useful_gflops": 6 * params * real / seconds / 1e9,
         "non_embedding_params": params,
-        "timed_steps": timed,
+        "timed_steps": len(plan.step_sizes) - warmup,
         "seconds": seconds,
     }
 

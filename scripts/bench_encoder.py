@@ -47,43 +47,18 @@ def memory(encoder: str, length: int) -> None:
 
 
 def steps(encoders: list[str], precision: str, timed: int = 50, warmup: int = 10, rounds: int = 3) -> None:
-    import numpy as np
-    import tensorflow as tf
-
-    import sft.precision
-    from sft import inputs
-    from sft.config import ModelConfig, TrainConfig
-    from sft.model import build_classifier
-    from sft.optim import build_optimizer
-    from sft.train import TrainStep
-
-    sft.precision.configure(precision)
-    texts, labels = bench._texts_and_labels("train")
-    names = sorted(set(labels))
-    preprocessor, _, _ = bench._model_and_texts("train", build_model=False)
-    split = inputs.encode(preprocessor, bench._examples(texts, labels), {n: i for i, n in enumerate(names)})
-    plan = inputs.plan_epoch(split.lengths, BATCH, 1, seed=0, epoch=0)
-    plan = inputs.EpochPlan(*(a[: warmup + timed] for a in (plan.micro_batches, plan.step_sizes, plan.step_ends)))
-    dataset = inputs.train_dataset(split, preprocessor, plan, bench.MAX_LENGTH)
-    batches = list(dataset)
-
-    functions = {}
-    for encoder in encoders:
-        config = TrainConfig(batch_size=BATCH, learning_rate=1e-4)
-        model = build_classifier(ModelConfig(encoder=encoder, max_seq_length=bench.MAX_LENGTH), len(names), seed=0)
-        optimizer = build_optimizer(config, 1000, model.trainable_variables)
-        step = TrainStep(model, optimizer, tf.distribute.get_strategy(), config, np.ones(len(names), np.float32))
-        function = step.function(True, dataset.element_spec)
+    runs = {encoder: bench.training(precision, steps=warmup + timed, encoder=encoder) for encoder in encoders}
+    batches = list(runs[encoders[0]].dataset)  # the same batches for both
+    for run in runs.values():
         for batch in batches[:warmup]:
-            function(batch)[0].numpy()
-        functions[encoder] = function
+            run.function(batch)[0].numpy()
 
     milliseconds = {encoder: [] for encoder in encoders}
     for r in range(rounds):
         for encoder in encoders if r % 2 == 0 else encoders[::-1]:
             start = time.perf_counter()
             for batch in batches[warmup:]:
-                loss, _ = functions[encoder](batch)
+                loss, _ = runs[encoder].function(batch)
             loss.numpy()
             milliseconds[encoder].append(1000 * (time.perf_counter() - start) / timed)
     for encoder, ms in milliseconds.items():

@@ -32,41 +32,18 @@ def main() -> None:
         print(f"{name:44s} RSS {rss_mb()[0]:5d} MB  peak {rss_mb()[1]:5d} MB", flush=True)
 
     stage("start")
-    import numpy as np
-    import tensorflow as tf
-
-    import sft.precision
-    from sft import inputs
-    from sft.config import ModelConfig, TrainConfig
-    from sft.model import build_classifier
-    from sft.optim import build_optimizer
-    from sft.train import TrainStep
+    import sft  # noqa: F401  (tf-keras before TensorFlow)
 
     stage("imported TensorFlow and sft")
-    sft.precision.configure(args.precision)
-    config = TrainConfig(batch_size=bench.BATCH, learning_rate=1e-4)
-    model_config = ModelConfig(encoder="bundled:minilm-l6-uncased", max_seq_length=args.max_seq_length)
-    texts, labels = bench._texts_and_labels("train")
-    names = sorted(set(labels))
-    preprocessor, _, _ = bench._model_and_texts("train", build_model=False)
-    stage("preprocessor loaded")
-    split = inputs.encode(preprocessor, bench._examples(texts, labels), {n: i for i, n in enumerate(names)})
-    stage("train split encoded")
-    model = build_classifier(model_config, len(names), seed=0)
-    stage("model built")
-    steps = -(-len(split) // bench.BATCH)
-    optimizer = build_optimizer(config, steps, model.trainable_variables)
-    step = TrainStep(model, optimizer, tf.distribute.get_strategy(), config, np.ones(len(names), np.float32))
-    plan = inputs.plan_epoch(split.lengths, bench.BATCH, 1, seed=0, epoch=0)
-    dataset = inputs.train_dataset(split, preprocessor, plan, args.max_seq_length,
-                                   length_multiple=args.length_multiple)
-    function = step.function(True, dataset.element_spec)
+    run = bench.training(args.precision, max_length=args.max_seq_length, length_multiple=args.length_multiple,
+                         stage=stage)
     peak = rss_mb()[1]
-    for i, batch in enumerate(dataset):
-        function(batch)[0].numpy()
+    for i, batch in enumerate(run.dataset):
+        run.function(batch)[0].numpy()
         if rss_mb()[1] - peak >= 5:
             stage(f"step {i} {tuple(batch[0]['input_word_ids'].shape)}")
             peak = rss_mb()[1]
+    steps = len(run.plan.step_sizes)
     stage(f"after {steps} steps")
 
 
