@@ -153,8 +153,8 @@ class TrainConfig:
     # Layer-wise learning-rate decay: each encoder layer learns at this times the rate of the
     # layer above it, the embeddings lowest, the pooler and head at the full rate; 1: one rate for all.
     layer_decay: float = field(default=1.0, metadata={"min": 0.1, "max": 1.0})
-    # `lazy`: an embedding table's Adam moments move only in the rows a batch used (LazyAdam);
-    # `dense`: every row every step, as plain AdamW. Weight decay is dense either way.
+    # `lazy`: an embedding table moves only in the rows a batch used, their Adam moments (LazyAdam)
+    # and their weight decay (TF Addons' AdamW on sparse gradients); `dense`: every row every step.
     embedding_updates: Literal["dense", "lazy"] = "lazy"
 
     def __post_init__(self):

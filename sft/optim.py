@@ -3,9 +3,10 @@
 The update is tf-keras' AdamW with two changes for speed, both measured by
 `scripts/bench.py`: dense gradients go through TensorFlow's fused Adam kernel
 (one pass over each variable instead of several), and, with
-`train.embedding_updates: lazy`, the moments of an embedding table move only in
-the rows a batch used (as LazyAdam does), instead of touching all 30,522 rows
-every step. Weight decay stays dense and decoupled.
+`train.embedding_updates: lazy`, an embedding table moves only in the rows a
+batch used, instead of touching all 30,522 rows every step: their moments (as
+LazyAdam does) and their decoupled weight decay (as TensorFlow Addons' AdamW
+does for sparse gradients). Every other variable decays every step.
 
 With `train.layer_decay` below 1, each variable's learning rate (and so its
 decoupled weight decay) is scaled by its depth in the encoder.
@@ -79,9 +80,10 @@ class AdamW(keras.optimizers.AdamW):
         pass  # in update_step instead: at each variable's own rate, and skipped with it (loss scaling)
 
     def update_step(self, gradient, variable):
-        if self.weight_decay and self._use_weight_decay(variable):  # decoupled: before, and apart from, Adam
-            variable.assign_sub(variable * tf.cast(self.weight_decay, variable.dtype) * self._rate_of(variable))
-        if self.lazy_sparse and variable.name.startswith(LOOKUP_TABLES):
+        lazy = self.lazy_sparse and variable.name.startswith(LOOKUP_TABLES)
+        if self.weight_decay and self._use_weight_decay(variable) and not lazy:  # decoupled: before, apart from Adam
+            variable.assign_sub(variable * self._shrink(variable))
+        if lazy:
             if not isinstance(gradient, tf.IndexedSlices):
                 # Summed over micro-batches or replicas the gradient arrives dense: its
                 # non-zero rows are the rows used, so every path updates the same rows.
@@ -101,6 +103,9 @@ class AdamW(keras.optimizers.AdamW):
             epsilon=tf.cast(self.epsilon, variable.dtype), grad=gradient,
         )
 
+    def _shrink(self, variable):
+        return tf.cast(self.weight_decay, variable.dtype) * self._rate_of(variable)
+
     def _lazy_sparse_update(self, gradient: tf.IndexedSlices, variable):
         m, v = self._moments(variable)
         step = tf.cast(self.iterations + 1, variable.dtype)
@@ -112,7 +117,10 @@ class AdamW(keras.optimizers.AdamW):
         v_rows = tf.gather(v, rows) * self.beta_2 + tf.square(values) * (1 - self.beta_2)
         m.scatter_update(tf.IndexedSlices(m_rows, rows))
         v.scatter_update(tf.IndexedSlices(v_rows, rows))
-        variable.scatter_sub(tf.IndexedSlices(alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon), rows))
+        update = alpha * m_rows / (tf.sqrt(v_rows) + self.epsilon)
+        if self.weight_decay and self._use_weight_decay(variable):
+            update += tf.gather(variable, rows) * self._shrink(variable)  # decoupled, as for dense
+        variable.scatter_sub(tf.IndexedSlices(update, rows))
 
     def _moments(self, variable):
         index = self._index_dict[self._var_key(variable)]

@@ -50,3 +50,18 @@ def test_weight_decay_follows_the_scaled_rate_too():
     optimizer = build_optimizer(config, total_steps=100, variables=variables)
     optimizer.apply_gradients(zip([tf.zeros([2]), tf.zeros([2])], variables))  # zero gradient: decay alone
     np.testing.assert_allclose([v.numpy()[0] for v in variables], [1 - 0.1 * 1e-2 * 0.5, 1 - 0.1 * 1e-2], rtol=1e-6)
+
+
+def test_lazy_updates_move_and_decay_only_the_rows_a_batch_used():
+    table = tf.Variable(tf.ones([5, 3]), name="word_embeddings/embeddings")
+    dense = tf.Variable(tf.ones([5, 3]), name="transformer/layer_0/x/kernel")
+    config = TrainConfig(learning_rate=1e-2, weight_decay=0.1, warmup_fraction=0.0, embedding_updates="lazy")
+    optimizer = build_optimizer(config, total_steps=100, variables=[table, dense])
+    used_row = tf.IndexedSlices(tf.fill([1, 3], 2.0), tf.constant([1]), dense_shape=tf.constant([5, 3]))
+    optimizer.apply_gradients([(used_row, table), (tf.convert_to_tensor(used_row), dense)])
+    # The row used moves as in a dense variable: decayed, and Adam's first step of size lr.
+    np.testing.assert_allclose(table.numpy()[1], dense.numpy()[1], rtol=1e-6)
+    assert table.numpy()[1, 0] == pytest.approx(1 - 0.1 * 1e-2 - 1e-2, rel=1e-4)
+    # The others stay as they were; a dense variable's decay every row.
+    assert (np.delete(table.numpy(), 1, axis=0) == 1).all()
+    np.testing.assert_allclose(np.delete(dense.numpy(), 1, axis=0), 1 - 0.1 * 1e-2, rtol=1e-6)

@@ -1,5 +1,7 @@
 """Mixed precision and XLA: switches that change how a step runs, never what it learns."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -32,7 +34,9 @@ def test_an_overflowing_step_is_skipped_and_the_loss_scale_halves(tiny):
     assert float(optimizer.loss_scale) == 2.0**97 and int(optimizer.iterations) == 3
 
 
-def test_mixed_bfloat16_runs_the_encoder_in_16_bits(tiny):
+def test_mixed_bfloat16_runs_the_encoder_in_16_bits(tiny, monkeypatch):
+    for name in ("DENYLIST_ADD", "INFERLIST_REMOVE"):  # configure() sets them; restored afterwards
+        monkeypatch.delenv(f"TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_{name}", raising=False)
     model, start, _, _ = tiny
     model.set_weights(start)
     ids = tf.constant([[2, 7, 8, 9, 10, 11, 3]] * 4)
@@ -50,6 +54,18 @@ def test_mixed_bfloat16_runs_the_encoder_in_16_bits(tiny):
     relative = np.abs(mixed - exact).max() / np.abs(exact).max()
     assert 1e-4 < relative < 2e-2  # bfloat16 keeps 8 bits of mantissa: changed, but only in the 3rd digit
     np.testing.assert_array_equal(logits(), exact)  # switched off again, float32 is back
+
+
+def test_mixed_bfloat16_keeps_erfc_in_float32_beside_the_users_own_lists(monkeypatch):
+    deny, infer = (f"TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_{n}" for n in ("DENYLIST_ADD", "INFERLIST_REMOVE"))
+    monkeypatch.setenv(deny, "Tanh")
+    monkeypatch.delenv(infer, raising=False)
+    try:
+        precision.configure("mixed_bfloat16")
+        precision.configure("mixed_bfloat16")  # twice: listed once
+    finally:
+        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
+    assert os.environ[deny] == "Tanh,Erfc" and os.environ[infer] == "Erfc"
 
 
 def test_mixed_float16_without_a_gpu_is_refused(tmp_path, tiny_hub):
