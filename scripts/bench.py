@@ -246,7 +246,7 @@ def _train(quick: bool, naive: bool, precision: str = "float32") -> dict:
     """Timed optimizer steps of sft's TrainStep; real and padded tokens counted from the batch plan."""
     warmup = 3 if naive else 10
     timed = (12 if quick else 40) if naive else (50 if quick else None)
-    run = training(precision, steps=timed and warmup + timed, naive=naive)
+    run = training(precision, steps=None if timed is None else warmup + timed, naive=naive)
     plan, lengths = run.plan, run.lengths
     real = padded = 0
     for i, batch in enumerate(run.dataset):

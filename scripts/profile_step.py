@@ -25,7 +25,7 @@ _OP_TYPE = re.compile(r"_?[A-Z][A-Za-z0-9]*")  # e.g. MatMul, _MklNativeFusedMat
 
 
 def profile(precision: str, steps: int, warmup: int = 10) -> tuple[list, float]:
-    """([(op label, picoseconds), ...] of the profiled steps, wall seconds a step)."""
+    """(every op run of the profiled steps as (name, type, picoseconds), wall seconds a step)."""
     import tensorflow as tf
 
     run = bench.training(precision, steps=warmup + steps)

@@ -1,7 +1,7 @@
 """AdamW with decoupled weight decay, and BERT's linear warm-up then linear decay.
 
-The update is tf-keras' AdamW with two changes for speed, both measured by
-`scripts/bench.py`: dense gradients go through TensorFlow's fused Adam kernel
+The update is tf-keras' AdamW with two changes for speed (docs/performance.md,
+measured with `scripts/bench.py`): dense gradients go through TensorFlow's fused Adam kernel
 (one pass over each variable instead of several), and, with
 `train.embedding_updates: lazy`, an embedding table moves only in the rows a
 batch used, instead of touching all 30,522 rows every step: their moments (as
