@@ -220,16 +220,49 @@ class _Dropout:
     def __call__(self, x, rate: float):
         return self.fixed(rate)(x)
 
-    def fixed(self, rate: float):
-        """This site's dropout as a function: called twice, it drops the same elements."""
+    def fixed(self, rate: float) -> _Site:
+        """This site's dropout: called twice, it drops the same elements."""
         if not self.training or rate == 0.0:
-            return lambda x: x
+            return _Site(None, 0.0)
         self.site += 1
-        seed = tf.random.experimental.stateless_fold_in(self.seed, self.site)
-        return lambda x: tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+        return _Site(tf.random.experimental.stateless_fold_in(self.seed, self.site), rate)
 
 
-def _attention(q, k, v, bias, scale: float, dropout):
+class _Site:
+    """One dropout site: which elements it keeps is a function of its seed and the shape.
+
+    Each element is kept when 16 random bits reach round(rate * 2¹⁶), so one
+    32-bit Philox draw serves two elements: random numbers were a tenth of a
+    training step's op time (`scripts/profile_step.py`), and this halves them.
+    Kept elements are scaled by 2¹⁶ / (2¹⁶ - threshold), the exact inverse of
+    their probability, so the expectation is unchanged.
+    """
+
+    def __init__(self, seed: tf.Tensor | None, rate: float):
+        self.seed = seed
+        self._threshold = round(rate * 65536)
+        self._scale = 65536 / (65536 - self._threshold)
+
+    def keep(self, shape: tf.Tensor) -> tf.Tensor | None:
+        """A boolean mask of `shape`, or None where nothing is dropped."""
+        if self.seed is None:
+            return None
+        size = tf.reduce_prod(shape)
+        bits = tf.random.stateless_uniform([(size + 1) // 2], self.seed, dtype=tf.uint32, minval=None, maxval=None)
+        halves = tf.reshape(tf.bitcast(bits, tf.uint16), [-1])[:size]
+        return tf.reshape(halves >= tf.constant(self._threshold, tf.uint16), shape)
+
+    def apply(self, x: tf.Tensor, keep: tf.Tensor | None) -> tf.Tensor:
+        """x with the elements `keep` drops set to zero and the rest scaled; autodiff keeps only the mask."""
+        if keep is None:
+            return x
+        return tf.where(keep, x * tf.cast(self._scale, x.dtype), tf.zeros([], x.dtype))
+
+    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return self.apply(x, self.keep(tf.shape(x)))
+
+
+def _attention(q, k, v, bias, scale: float, dropout: _Site):
     """softmax(q kᵀ · scale + bias), dropped out, times v; [batch, heads, seq, head_size] in and out.
 
     The backward pass computes the attention probabilities again instead of
@@ -246,12 +279,14 @@ def _attention(q, k, v, bias, scale: float, dropout):
             # Tied to the backward pass, or Grappler would merge this recomputation with the forward one.
             with tf.control_dependencies([d_context]):
                 probs = probabilities(tf.identity(q), tf.identity(k))
-            d_probs = dropout(tf.matmul(d_context, v, transpose_b=True))  # the same mask: dropout is linear
+            keep = dropout.keep(tf.shape(probs))  # the forward pass's mask, drawn again from its seed
+            d_probs = dropout.apply(tf.matmul(d_context, v, transpose_b=True), keep)  # dropout is linear
             d_scores = probs * (d_probs - tf.reduce_sum(d_probs * probs, axis=-1, keepdims=True)) * scale
             return (tf.matmul(d_scores, k), tf.matmul(d_scores, q, transpose_a=True),
-                    tf.matmul(dropout(probs), d_context, transpose_a=True))
+                    tf.matmul(dropout.apply(probs, keep), d_context, transpose_a=True))
 
-        return tf.matmul(dropout(probabilities(q, k)), v), gradient
+        probs = probabilities(q, k)
+        return tf.matmul(dropout.apply(probs, dropout.keep(tf.shape(probs))), v), gradient
 
     return attend(q, k, v)
 

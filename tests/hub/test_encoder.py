@@ -48,10 +48,9 @@ def test_attention_recomputed_in_the_backward_pass_matches_autodiff(rate):
     q, k, v = (tf.constant(rng.normal(size=(2, 3, 5, 4)), tf.float32) for _ in range(3))
     bias = tf.constant([0.0, 0.0, 0.0, -10000.0, -10000.0])[tf.newaxis, tf.newaxis, tf.newaxis, :]  # two padding keys
 
-    def drop(x):
-        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=[4, 2]) if rate else x
+    drop = encoder._Site(tf.constant([4, 2], tf.int64) if rate else None, rate)
 
-    def plain(q, k, v):
+    def plain(q, k, v):  # the same dropout mask, autodiff's gradients
         return tf.matmul(drop(tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * 0.5 + bias, axis=-1)), v)
 
     ours, our_gradients = value_and_gradients(lambda *a: encoder._attention(*a, bias, 0.5, drop), q, k, v)
@@ -59,6 +58,26 @@ def test_attention_recomputed_in_the_backward_pass_matches_autodiff(rate):
     np.testing.assert_array_equal(ours, reference)
     for got, want in zip(our_gradients, reference_gradients):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_dropout_keeps_one_minus_rate_of_the_elements_and_the_mean(rate):
+    site = encoder._Site(tf.constant([7, 1], tf.int64), rate)
+    x = tf.ones([301, 333])  # an odd number of elements: the last 32 random bits serve only one
+    y, (dx,) = value_and_gradients(site, x)
+    kept = y.numpy() != 0
+    assert abs(kept.mean() - (1 - rate)) < 0.005
+    assert np.unique(y.numpy()[kept]).tolist() == [pytest.approx(1 / (1 - rate), rel=1e-4)]
+    assert y.numpy().mean() == pytest.approx(1.0, abs=0.01)
+    np.testing.assert_array_equal(site(x), y)  # the same seed drops the same elements
+    weights = tf.reshape(tf.sin(tf.range(tf.size(x), dtype=tf.float32) / 7.0), x.shape)  # value_and_gradients'
+    np.testing.assert_allclose(dx, np.where(kept, weights / (1 - rate), 0), rtol=1e-4, atol=1e-5)
+
+
+def test_dropout_masks_differ_between_seeds_and_sites():
+    x = tf.ones([64, 64])
+    a, b = (encoder._Site(tf.constant(s, tf.int64), 0.5)(x).numpy() != 0 for s in ([7, 1], [7, 2]))
+    assert 0.4 < (a != b).mean() < 0.6  # independent masks disagree on about half the elements
 
 
 def test_the_exported_encoder_trains_like_the_one_in_memory(tiny_hub):
