@@ -1,4 +1,4 @@
-"""The encoder's own gradients (GELU, layer norm, attention recomputed): autodiff's values, also after export."""
+"""The encoder's own gradients (GELU, layer norm, attention recomputed) and dropout: autodiff's values, also after export."""
 
 import numpy as np
 import pytest
