@@ -82,7 +82,7 @@ class AdamW(keras.optimizers.AdamW):
     def update_step(self, gradient, variable):
         lazy = self.lazy_sparse and variable.name.startswith(LOOKUP_TABLES)
         if self.weight_decay and self._use_weight_decay(variable) and not lazy:  # decoupled: before, apart from Adam
-            variable.assign_sub(variable * self._shrink(variable))
+            variable.assign(variable * (1 - self._shrink(variable)))  # the product's buffer becomes the variable's
         if lazy:
             if not isinstance(gradient, tf.IndexedSlices):
                 # Summed over micro-batches or replicas the gradient arrives dense: its
