@@ -1,13 +1,16 @@
 """Where a training step's time goes: TensorFlow's profiler on sft's real step, summed by op type.
 
-    python scripts/profile_step.py [--precision float32] [--steps 40] [--top 25] [--by type|name]
+    python scripts/profile_step.py [--precision float32] [--steps 40] [--top 25] [--by type|name|group]
 
 The training step of `scripts/bench.py`'s train phase (bundled MiniLM, shared
 Banking77 train split, batch 32, length-grouped batches), 10 warm-up steps,
 then `--steps` profiled. Prints each op type's time a step (summed over the
 threads that ran it, so the column adds up to more than the wall time on two
 cores), its share of all op time and how often it ran; `--by name` splits by
-the op's name in the graph instead (forward and gradient ops apart).
+the op's name in the graph instead (forward and gradient ops apart), and
+`--by group` by the name with its numbers folded (`layer_3/...mul_12` and
+`layer_5/...mul_2` count together as `layer_N/...mul_N`): a kind of work that
+is spread over many small ops shows as one line.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import bench
 
 _OP_TYPE = re.compile(r"_?[A-Z][A-Za-z0-9]*")  # e.g. MatMul, _MklNativeFusedMatMul
+_NUMBER = re.compile(r"(?<=_)\d+")  # layer_3, mul_12
 
 
 def profile(precision: str, steps: int, warmup: int = 10) -> tuple[list, float]:
@@ -68,12 +72,14 @@ def main() -> None:
     parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16"])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--by", default="type", choices=["type", "name"])
+    parser.add_argument("--by", default="type", choices=["type", "name", "group"])
     args = parser.parse_args()
 
     events, wall = profile(args.precision, args.steps)
     time_of, count_of = collections.Counter(), collections.Counter()
     for name, kind, ps in events:
+        if args.by == "group":
+            name = _NUMBER.sub("N", name.replace("StatefulPartitionedCall/", ""))
         key = kind if args.by == "type" else f"{name} ({kind})"
         time_of[key] += ps
         count_of[key] += 1
