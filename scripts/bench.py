@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.phase:
         # Before TensorFlow, as the `sft` command imports it: `sft` makes tf.keras mean tf-keras. Imported
-        # after, TensorFlow loads Keras 3 as well, 75 MB that `sft train` never holds.
+        # after, TensorFlow loads Keras 3 as well, 75-110 MB that `sft train` never holds.
         import sft  # noqa: F401
 
         print(json.dumps(PHASES[args.phase](args.quick) | {"peak_rss_mb": _peak_rss_mb()}))

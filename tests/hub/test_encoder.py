@@ -75,7 +75,7 @@ def test_dropout_keeps_one_minus_rate_of_the_elements_and_the_mean(rate):
     np.testing.assert_allclose(dx, np.where(kept, weights / (1 - rate), 0), rtol=1e-4, atol=1e-5)
 
 
-def test_dropout_masks_differ_between_seeds_and_sites():
+def test_dropout_masks_of_two_seeds_are_independent():  # each site folds its number into the seed
     x = tf.ones([64, 64])
     a, b = (encoder._Site(tf.constant(s, tf.int64), 0.5)(x).numpy() != 0 for s in ([7, 1], [7, 2]))
     assert 0.4 < (a != b).mean() < 0.6  # independent masks disagree on about half the elements
