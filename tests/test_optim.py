@@ -65,3 +65,27 @@ def test_lazy_updates_move_and_decay_only_the_rows_a_batch_used():
     # The others stay as they were; a dense variable's decay every row.
     assert (np.delete(table.numpy(), 1, axis=0) == 1).all()
     np.testing.assert_allclose(np.delete(dense.numpy(), 1, axis=0), 1 - 0.1 * 1e-2, rtol=1e-6)
+
+
+def test_three_steps_follow_adamw_with_the_schedule_rate_and_bias_corrections_of_each_step():
+    # The step's scalars are computed once a step and shared by every variable: step 2 and 3
+    # show that the rate and Adam's bias corrections move on, for the fused and the lazy update.
+    table = tf.Variable(tf.ones([4, 2]), name="word_embeddings/embeddings")
+    kernel = tf.Variable(tf.ones([4, 2]), name="transformer/layer_0/x/kernel")
+    config = TrainConfig(learning_rate=1e-2, weight_decay=0.1, warmup_fraction=0.0, embedding_updates="lazy")
+    optimizer = build_optimizer(config, total_steps=4, variables=[table, kernel])
+    gradients = [np.full([4, 2], g, np.float32) * np.arange(1, 5, dtype=np.float32)[:, None] for g in (1.0, -3.0, 0.5)]
+
+    @tf.function
+    def step(gradient):
+        optimizer.apply_gradients([(tf.IndexedSlices(gradient, tf.range(4)), table), (gradient, kernel)])
+
+    expected, m, v = np.ones([4, 2]), np.zeros([4, 2]), np.zeros([4, 2])
+    b1, b2, eps = optimizer.beta_1, optimizer.beta_2, optimizer.epsilon
+    for t, g in enumerate(gradients, start=1):
+        step(tf.constant(g))
+        lr = 1e-2 * (4 - (t - 1)) / 4  # linear decay from the peak, no warm-up
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
+        expected = expected * (1 - 0.1 * lr) - lr * np.sqrt(1 - b2**t) / (1 - b1**t) * m / (np.sqrt(v) + eps)
+        np.testing.assert_allclose(kernel.numpy(), expected, rtol=1e-5)
+        np.testing.assert_allclose(table.numpy(), expected, rtol=1e-5)
