@@ -7,7 +7,9 @@ Phases run one after another, each in a fresh process so that its peak resident
 memory is its own: the machine's FP32 matmul peak (TensorFlow and NumPy),
 tokenisation, sft's training step (length-grouped, dynamically padded batches)
 in float32 and with `runtime.precision: mixed_bfloat16`, the naive baseline (the same step on batches padded to 128, no XLA, as the TF
-tutorials do), and inference through the `sft predict` path at batch 64.
+tutorials do), inference through the `sft predict` path at batch 64, and the
+ceiling: the training step's and the forward pass's dense matmuls timed alone
+at the same shapes, what they would run at if nothing else cost anything.
 Model: the bundled MiniLM-L6; data: the shared Banking77 train split (test split
 for inference). `--quick` times fewer steps (under 5 minutes in all).
 
@@ -182,9 +184,85 @@ def infer(quick: bool) -> dict:
             "useful_gflops": 2 * params * tokens_per_text * best / 1e9}
 
 
+def ceiling(quick: bool) -> dict:
+    """The train and infer phases' dense matmuls alone: what the step would run at if nothing else cost anything.
+
+    Useful FLOPs (6, or 2 for inference, × non-embedding parameters × real
+    tokens) are what the dense layers' matmuls do, so these products are timed
+    at the shapes the phases' batches give them: each transformer layer's six
+    kernels (variables, as in the model) times [batch × longest, in]
+    activations forward, and for training the two backward products, the
+    activations' gradient and the kernel's. Nothing else runs (no attention,
+    normalisation, GELU, dropout, optimizer or input pipeline), and the matmuls
+    one at a time, each with every core, as the peak is measured: an upper
+    bound for any step built on TensorFlow's float32 matmul here.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from sft import inputs
+
+    preprocessor, trained, _ = _model_and_texts("test", build_model=True)
+    params = _non_embedding_params(trained.predictor.model)
+    rng = np.random.default_rng(0)
+    kernels = [tf.Variable(rng.standard_normal(v.shape, np.float32)) for v in trained.predictor.model.trainable_variables
+               if v.name.startswith("transformer/layer_") and v.name.endswith("kernel:0")]
+    widths = sorted({n for k in kernels for n in k.shape})
+
+    def lengths_of(split: str) -> np.ndarray:
+        texts, labels = _texts_and_labels(split)
+        return np.minimum(inputs.encode(preprocessor, _examples(texts, labels), {}).lengths, MAX_LENGTH)
+
+    warmup, timed = 10, 50 if quick else None  # the train phase's steps
+    train_lengths = lengths_of("train")
+    plan = inputs.plan_epoch(train_lengths, BATCH, 1, seed=0, epoch=0)
+    train_batches = [train_lengths[rows[rows >= 0]] for rows in plan.micro_batches[warmup:][:timed]]
+    test_lengths = np.sort(lengths_of("test"))
+    test_batches = [test_lengths[i : i + INFER_BATCH] for i in range(0, len(test_lengths), INFER_BATCH)]
+
+    def products(backward: bool):
+        @tf.function(input_signature=[tf.TensorSpec([None, width], tf.float32) for width in widths])
+        def run(*activations):
+            of_width = dict(zip(widths, activations))
+            corners = []
+            for w in kernels:
+                x, dy = of_width[w.shape[0]], of_width[w.shape[1]]  # stand-ins of the right shapes
+                out = [tf.matmul(x, w)]
+                if backward:
+                    out += [tf.matmul(dy, w, transpose_b=True), tf.matmul(x, dy, transpose_a=True)]
+                corners += [o[0, 0] for o in out]  # returned, so that no product is pruned
+            return tf.stack(corners)
+
+        return run
+
+    def seconds(run, batches) -> float:
+        tokens = {len(b) * int(b.max()) for b in batches}  # each batch padded to its longest
+        activations = {n: [tf.constant(rng.standard_normal((n, w), np.float32)) for w in widths] for n in tokens}
+        for n in tokens:
+            run(*activations[n]).numpy()  # oneDNN builds its kernel for a shape once
+        best = float("inf")
+        for _ in range(1 if quick else 2):
+            start = time.perf_counter()
+            for b in batches:
+                run(*activations[len(b) * int(b.max())]).numpy()
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    train_seconds = seconds(products(backward=True), train_batches)
+    infer_seconds = seconds(products(backward=False), test_batches)
+    return {
+        "train_examples_per_s": sum(len(b) for b in train_batches) / train_seconds,
+        "train_step_ms": 1000 * train_seconds / len(train_batches),
+        "train_useful_gflops": 6 * params * sum(int(b.sum()) for b in train_batches) / train_seconds / 1e9,
+        "infer_texts_per_s": len(test_lengths) / infer_seconds,
+        "infer_useful_gflops": 2 * params * int(test_lengths.sum()) / infer_seconds / 1e9,
+    }
+
+
 HF_PHASES = ("tokenize", "train", "train_bfloat16", "infer")
 PHASES = {"matmul": matmul, "tokenize": tokenize, "train": train, "train_bfloat16": train_bfloat16,
-          "naive_train": naive_train, "infer": infer}
+          "naive_train": naive_train, "infer": infer, "ceiling": ceiling}
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -349,6 +427,11 @@ def _summary(r: dict, quick: bool) -> dict:
         "infer_gflops": r["infer"]["useful_gflops"],
         "infer_fraction_of_peak": r["infer"]["useful_gflops"] / peak,
         "tokenize_texts_per_s": r["tokenize"]["tokenize_texts_per_s"],
+        "ceiling_train_examples_per_s": r["ceiling"]["train_examples_per_s"],
+        "ceiling_train_step_ms": r["ceiling"]["train_step_ms"],
+        "ceiling_train_fraction_of_peak": r["ceiling"]["train_useful_gflops"] / peak,
+        "ceiling_infer_texts_per_s": r["ceiling"]["infer_texts_per_s"],
+        "ceiling_infer_fraction_of_peak": r["ceiling"]["infer_useful_gflops"] / peak,
         "peak_rss_mb": {phase: round(r[phase]["peak_rss_mb"], 1) for phase in r},
         "train_timed_steps": train["timed_steps"],
         "naive_train_timed_steps": naive["timed_steps"],
@@ -380,6 +463,9 @@ def _table(s: dict) -> str:
          f"{s['train_examples_per_s']:.1f} examples/s, {s['train_real_tokens_per_s']:.0f} real + "
          f"{s['train_padded_tokens_per_s'] - s['train_real_tokens_per_s']:.0f} padding tokens/s"),
         ("  useful GFLOP/s, fraction of peak", f"{s['train_gflops']:.1f}, {s['train_fraction_of_peak']:.0%}"),
+        ("  its dense matmuls alone (the ceiling)",
+         f"{s['ceiling_train_step_ms']:.1f} ms a step, {s['ceiling_train_examples_per_s']:.1f} examples/s, "
+         f"{s['ceiling_train_fraction_of_peak']:.0%} of peak"),
         ("train, sft, runtime.precision: mixed_bfloat16",
          f"{s['train_bfloat16_examples_per_s']:.1f} examples/s, {s['train_bfloat16_gflops']:.1f} useful GFLOP/s, "
          f"{s['train_bfloat16_fraction_of_peak']:.0%} of the float32 peak"),
@@ -391,6 +477,8 @@ def _table(s: dict) -> str:
         ("inference (sft predict path, batch 64)",
          f"{s['infer_texts_per_s']:.0f} texts/s, {s['infer_gflops']:.1f} useful GFLOP/s, "
          f"{s['infer_fraction_of_peak']:.0%} of peak"),
+        ("  its dense matmuls alone (the ceiling)",
+         f"{s['ceiling_infer_texts_per_s']:.0f} texts/s, {s['ceiling_infer_fraction_of_peak']:.0%} of peak"),
         ("tokenisation", f"{s['tokenize_texts_per_s']:.0f} texts/s"),
         ("peak RSS by phase (MB)", ", ".join(f"{k} {v:.0f}" for k, v in s["peak_rss_mb"].items())),
     ]
@@ -402,7 +490,8 @@ def _table(s: dict) -> str:
             ("Transformers + PyTorch: inference, tokenisation",
              f"{s['hf_infer_texts_per_s']:.0f} texts/s (sft {s['infer_over_hf']:.2f}x), "
              f"{s['hf_tokenize_texts_per_s']:.0f} texts/s (sft {s['tokenize_over_hf']:.2f}x)"),
-            ("  inference at 2x Transformers would need", f"{s['infer_2x_hf_fraction_of_peak']:.0%} of the FP32 peak"),
+            ("  inference at 2x Transformers would need",
+             f"{2 * s['hf_infer_texts_per_s']:.0f} texts/s, {s['infer_2x_hf_fraction_of_peak']:.0%} of the FP32 peak"),
         ]
     if "rounds" in s:
         rows.append(("rounds", f"each phase the fastest of {len(s['rounds']['matmul'])} (every round's figure in the JSON)"))
