@@ -32,6 +32,10 @@ def main() -> None:
     from sft.predict import Predictor, load_trained
     from sft.rundir import RunDir
 
+    if "mixed_bfloat16" in args.modes:
+        import sft.precision
+
+        sft.precision.configure("mixed_bfloat16")  # its float32 list (erfc) as `sft` sets it; switched per mode below
     trained = load_trained(RunDir(args.run_dir))
     texts, labels = bench._texts_and_labels("test")
     split = inputs.encode(trained.predictor.preprocessor, bench._examples(texts, labels),
