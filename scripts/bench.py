@@ -208,6 +208,8 @@ def ceiling(quick: bool) -> dict:
     rng = np.random.default_rng(0)
     kernels = [tf.Variable(rng.standard_normal(v.shape, np.float32)) for v in trained.predictor.model.trainable_variables
                if v.name.startswith("transformer/layer_") and v.name.endswith("kernel:0")]
+    if not kernels:
+        sys.exit("ceiling: no transformer/layer_<n>/.../kernel variables in the model")
     widths = sorted({n for k in kernels for n in k.shape})
 
     def lengths_of(split: str) -> np.ndarray:
