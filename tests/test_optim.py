@@ -68,8 +68,8 @@ def test_lazy_updates_move_and_decay_only_the_rows_a_batch_used():
 
 
 def test_three_steps_follow_adamw_with_the_schedule_rate_and_bias_corrections_of_each_step():
-    # The step's scalars are computed once a step and shared by every variable: step 2 and 3
-    # show that the rate and Adam's bias corrections move on, for the fused and the lazy update.
+    # Inside a tf.function, as training runs it: steps 2 and 3 show that the schedule's rate and
+    # Adam's bias corrections move on with the step count, for the fused update and the lazy rows.
     table = tf.Variable(tf.ones([4, 2]), name="word_embeddings/embeddings")
     kernel = tf.Variable(tf.ones([4, 2]), name="transformer/layer_0/x/kernel")
     config = TrainConfig(learning_rate=1e-2, weight_decay=0.1, warmup_fraction=0.0, embedding_updates="lazy")
