@@ -203,7 +203,7 @@ def ceiling(quick: bool) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from sft import inputs
 
-    preprocessor, trained, _ = _model_and_texts("test", build_model=True)
+    preprocessor, trained, test_texts = _model_and_texts("test", build_model=True)
     params = _non_embedding_params(trained.predictor.model)
     rng = np.random.default_rng(0)
     kernels = [tf.Variable(rng.standard_normal(v.shape, np.float32)) for v in trained.predictor.model.trainable_variables
@@ -212,15 +212,15 @@ def ceiling(quick: bool) -> dict:
         sys.exit("ceiling: no transformer/layer_<n>/.../kernel variables in the model")
     widths = sorted({n for k in kernels for n in k.shape})
 
-    def lengths_of(split: str) -> np.ndarray:
-        texts, labels = _texts_and_labels(split)
-        return np.minimum(inputs.encode(preprocessor, _examples(texts, labels), {}).lengths, MAX_LENGTH)
+    def lengths_of(texts) -> np.ndarray:  # in word pieces, before truncation, as `inputs` plans batches
+        return inputs.encode(preprocessor, _examples(texts), {}).lengths
 
-    warmup, timed = 10, 50 if quick else None  # the train phase's steps
-    train_lengths = lengths_of("train")
-    plan = inputs.plan_epoch(train_lengths, BATCH, 1, seed=0, epoch=0)
+    warmup, timed = 10, 50 if quick else None  # the train phase's steps, from the same plan as `training`
+    lengths = lengths_of(_texts_and_labels("train")[0])
+    plan = inputs.plan_epoch(lengths, BATCH, 1, seed=0, epoch=0)
+    train_lengths = np.minimum(lengths, MAX_LENGTH)
     train_batches = [train_lengths[rows[rows >= 0]] for rows in plan.micro_batches[warmup:][:timed]]
-    test_lengths = np.sort(lengths_of("test"))
+    test_lengths = np.sort(np.minimum(lengths_of(test_texts), MAX_LENGTH))
     test_batches = [test_lengths[i : i + INFER_BATCH] for i in range(0, len(test_lengths), INFER_BATCH)]
 
     def products(backward: bool):

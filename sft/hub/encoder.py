@@ -234,8 +234,9 @@ class _Site:
     Each element is kept when 16 random bits reach round(rate * 2¹⁶), so one
     32-bit Philox draw serves two elements: random numbers were 9.3% of a
     float32 training step's op time, and with this and the attention's backward
-    pass drawing its mask once, 2.4% (`scripts/profile_step.py`). Kept elements are scaled by 2¹⁶ / (2¹⁶ - threshold), the exact inverse of
-    their probability, so the expectation is unchanged.
+    pass drawing its mask once, 2.4% (`scripts/profile_step.py`). Kept elements
+    are scaled by 2¹⁶ / (2¹⁶ - threshold), the exact inverse of their
+    probability, so the expectation is unchanged.
     """
 
     def __init__(self, seed: tf.Tensor | None, rate: float):
