@@ -12,7 +12,6 @@ batch (summed over threads), its share and how often it ran.
 from __future__ import annotations
 
 import argparse
-import collections
 import tempfile
 import time
 from pathlib import Path
@@ -50,16 +49,12 @@ def main() -> None:
     tf.profiler.experimental.start(logdir)
     predictor.probabilities(split)
     tf.profiler.experimental.stop()
-    time_of, count_of = collections.Counter(), collections.Counter()
-    for _, kind, ps in profile_step._op_events(next(Path(logdir).rglob("*.xplane.pb"))):
-        time_of[kind] += ps
-        count_of[kind] += 1
-    batches = -(-len(texts) // BATCH_SIZE)
-    total = sum(time_of.values())
-    print(f"{args.precision}: {best:.1f} texts/s (best of 3); ops {total / 1e9 / batches:.1f} ms a batch of "
+    events = profile_step._op_events(next(Path(logdir).rglob("*.xplane.pb")))
+    total_ms, lines = profile_step.summarise(((kind, ps) for _, kind, ps in events),
+                                             -(-len(texts) // BATCH_SIZE), args.top)
+    print(f"{args.precision}: {best:.1f} texts/s (best of 3); ops {total_ms:.1f} ms a batch of "
           f"{BATCH_SIZE} summed over threads, under the profiler")
-    for kind, ps in time_of.most_common(args.top):
-        print(f"{ps / 1e9 / batches:8.2f} ms {100 * ps / total:5.1f}%  {count_of[kind] / batches:6.1f}x  {kind}")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

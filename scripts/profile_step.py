@@ -20,6 +20,7 @@ import collections
 import re
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import bench
@@ -76,18 +77,27 @@ def main() -> None:
     args = parser.parse_args()
 
     events, wall = profile(args.precision, args.steps)
-    time_of, count_of = collections.Counter(), collections.Counter()
-    for name, kind, ps in events:
+
+    def key(name: str, kind: str) -> str:
         if args.by == "group":
             name = _NUMBER.sub("N", name.replace("StatefulPartitionedCall/", ""))
-        key = kind if args.by == "type" else f"{name} ({kind})"
+        return kind if args.by == "type" else f"{name} ({kind})"
+
+    total_ms, lines = summarise(((key(name, kind), ps) for name, kind, ps in events), args.steps, args.top)
+    print(f"{args.precision}: {1000 * wall:.1f} ms a step (wall); ops {total_ms:.1f} ms a step "
+          f"summed over threads, {len(events) // args.steps} op runs a step")
+    print("\n".join(lines))
+
+
+def summarise(keyed: Iterable[tuple[str, int]], runs: int, top: int) -> tuple[float, list[str]]:
+    """(op milliseconds a run, summed over threads; a line per key of the `top`: ms a run, share, runs a run)."""
+    time_of, count_of = collections.Counter(), collections.Counter()
+    for key, ps in keyed:
         time_of[key] += ps
         count_of[key] += 1
     total = sum(time_of.values())
-    print(f"{args.precision}: {1000 * wall:.1f} ms a step (wall); ops {total / 1e9 / args.steps:.1f} ms a step "
-          f"summed over threads, {len(events) // args.steps} op runs a step")
-    for key, ps in time_of.most_common(args.top):
-        print(f"{ps / 1e9 / args.steps:8.2f} ms {100 * ps / total:5.1f}%  {count_of[key] / args.steps:6.1f}x  {key}")
+    return total / 1e9 / runs, [f"{ps / 1e9 / runs:8.2f} ms {100 * ps / total:5.1f}%  {count_of[key] / runs:6.1f}x  {key}"
+                                for key, ps in time_of.most_common(top)]
 
 
 if __name__ == "__main__":
