@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from sft import __version__
+from sft import __version__, startup
 from sft.errors import SftError
 
 
@@ -30,6 +30,7 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.epochs=2."
@@ -55,10 +56,11 @@ def main():
 @click.option("--overwrite", is_flag=True, help="Replace an existing prepared-data folder.")
 @click.option("--strict", is_flag=True,
               help="Fail on the first bad row (ragged, undecodable, empty text or label) instead of dropping and counting it.")
-def prepare(config_path, overrides, out, overwrite, strict):
+@json_option
+def prepare(config_path, overrides, out, overwrite, strict, as_json):
     """Clean, de-duplicate and split raw dialogue files (CSV, TSV, JSON Lines) into a prepared-data folder.
 
-    Writes train/validation/test.jsonl, labels.json and report.json; a summary goes to stderr.
+    Writes train/validation/test.jsonl, labels.json and report.json; prints a summary of the report.
     """
     from sft.config import load_config
     from sft.data.lengths import find_vocab
@@ -67,7 +69,7 @@ def prepare(config_path, overrides, out, overwrite, strict):
     config = load_config(config_path, overrides)
     out = out or config.data.prepared_dir
     report = run_prepare(config.data, out, overwrite=overwrite, strict=strict, vocab=find_vocab(config.model))
-    click.echo(format_summary(report, out), err=True)
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_summary(report, out))
 
 
 @main.command()
@@ -78,7 +80,8 @@ def prepare(config_path, overrides, out, overwrite, strict):
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run directory and start again.")
 @click.option("--dry-run", is_flag=True, help="Check config and data, print the plan as JSON on stdout; no training.")
-def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run):
+@json_option
+def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run, as_json):
     """Fine-tune the encoder and a classification head on prepared data.
 
     SIGINT or SIGTERM saves a checkpoint and exits with code 75; --resume continues.
@@ -103,19 +106,20 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run)
         if not (data / "labels.json").is_file():
             raise ConfigError(f"'{data}' is not a prepared-data folder: run `sft prepare --config {config_path}` first")
         path = run_dir or config.train.run_dir
+        startup.import_tensorflow()
         from sft.runtime import is_chief
 
         # Other workers of a multi-worker run share the chief's --run-dir but never write to it.
         run = RunDir(Path(path)) if dry_run or not is_chief() else RunDir.create(path, overwrite=overwrite)
 
-    from sft.train import train as run_train
+    startup.import_tensorflow()
+    from sft.train import format_summary, train as run_train
 
     if dry_run:
         click.echo(json.dumps(run_train(config, data, run, dry_run=True), indent=2))
         return
     summary = run_train(config, data, run, resume=resume)
-    click.echo(json.dumps(summary), err=True)
-    click.echo(f"run directory: {run.path}", err=True)
+    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary, run.path))
 
 
 @main.command()
@@ -132,10 +136,12 @@ def evaluate(run_dirs, split, data_file, which, as_json, report):
 
     With several --run-dir, prints their metrics side by side.
     """
-    from sft.evaluate import evaluate as run_evaluate, format_comparison, format_table
     from sft.rundir import RunDir
 
     runs = [RunDir.open(run_dir) for run_dir in run_dirs]  # all checked before any work
+    startup.import_tensorflow()
+    from sft.evaluate import evaluate as run_evaluate, format_comparison, format_table
+
     results = [(str(run.path), run_evaluate(run, split=split, data_file=data_file, which=which, report=report))
                for run in runs]
     if as_json:
@@ -161,9 +167,9 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
     """
     from sft.data.clean import clean_text
     from sft.data.example import Example, read_jsonl
-    from sft.predict import load_trained, predict_examples
     from sft.rundir import RunDir
 
+    run = RunDir.open(run_dir)
     examples = [Example(clean_text(t), "") for t in texts]
     if input_file and input_file.endswith(".jsonl"):
         examples += read_jsonl(input_file)
@@ -172,7 +178,10 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
             examples += [Example(clean_text(line), "") for line in f if line.strip()]
     if not examples:
         raise click.UsageError("give --text, --input, or texts on standard input")
-    trained = load_trained(RunDir.open(run_dir), which)
+    startup.import_tensorflow()
+    from sft.predict import load_trained, predict_examples
+
+    trained = load_trained(run, which)
     for result in predict_examples(trained, examples, top_k=top_k):
         if as_json:
             click.echo(json.dumps(result, ensure_ascii=False))
@@ -187,11 +196,18 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
 @click.option("--overwrite", is_flag=True, help="Replace an existing export.")
 def export(run_dir, out, which, overwrite):
     """A SavedModel for serving: raw strings in, label, probabilities and confidence out."""
-    from sft.predict import load_trained
+    from sft.errors import RunDirError
+    from sft.files import is_nonempty_dir
     from sft.rundir import RunDir
+
+    run = RunDir.open(run_dir)
+    if is_nonempty_dir(out) and not overwrite:
+        raise RunDirError(f"'{out}' already exists: choose another --out or pass --overwrite")
+    startup.import_tensorflow()
+    from sft.predict import load_trained
     from sft.serve import export as run_export
 
-    trained = load_trained(RunDir.open(run_dir), which)
+    trained = load_trained(run, which)
     click.echo(str(run_export(trained, out, threshold=trained.fallback.threshold, fallback=trained.fallback.label,
                               overwrite=overwrite)))
 
@@ -208,6 +224,7 @@ def hub():
 @click.option("--random-init", is_flag=True, help="Same shape and vocabulary, random weights (an ablation baseline).")
 def hub_export(checkpoint, out, random_init):
     """Convert a BERT checkpoint into TF Hub-format encoder and preprocessor SavedModels."""
+    startup.import_tensorflow()
     from sft.hub.export import export_checkpoint
 
     click.echo(str(export_checkpoint(checkpoint, out, random_init=random_init)))
@@ -222,4 +239,5 @@ def hub_fetch(handle):
 
     if not handle.startswith("bundled:"):
         raise HubError(f"'{handle}' is not a bundled:<name> handle")
+    startup.import_tensorflow()
     click.echo(str(materialise_bundled(handle.removeprefix("bundled:"))))

@@ -191,8 +191,9 @@ class RuntimeConfig:
     # Variables stay float32; `mixed_*` runs the matmuls of every step and forward pass, the
     # encoder's included, in 16 bits; softmax, normalisation and the loss stay float32.
     # mixed_bfloat16: CPUs with AVX512-BF16/AMX (oneDNN); mixed_float16: NVIDIA GPUs, with
-    # dynamic loss scaling. See sft/precision.py.
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    # dynamic loss scaling. `auto` picks by the hardware (sft/hardware.py), float32 where
+    # neither pays. See sft/precision.py.
+    precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     # Compile the training step and the forward pass with XLA (tf.function(jit_compile=True)).
     xla: bool = False
     log_every_steps: int = field(default=50, metadata={"min": 1})

@@ -56,5 +56,6 @@ EXIT_CODES = {
     RunDirError.exit_code: "run directory error",
     HubError.exit_code: "model handle or checkpoint error",
     TrainingDiverged.exit_code: "training diverged (non-finite loss); the last good checkpoint is kept",
-    TrainingInterrupted.exit_code: "training interrupted by SIGINT/SIGTERM after saving a checkpoint; --resume continues",
+    TrainingInterrupted.exit_code: "training stopped by SIGINT/SIGTERM after saving a checkpoint; --resume continues",
+    130: "interrupted by Ctrl-C (outside training, or a second one during it)",
 }

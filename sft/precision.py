@@ -10,6 +10,8 @@ bits too, and its logits are cast back to float32 for the softmax and the loss.
 Exported SavedModels stay float32: the rewrite happens when a graph is run, in
 the process that runs it.
 
+`runtime.precision: auto` picks one by the hardware (`sft/hardware.py`).
+
 - `mixed_bfloat16`: oneDNN's pass, for CPUs with AVX512-BF16 or AMX. bfloat16
   has float32's exponent range, so gradients need no loss scaling.
 - `mixed_float16`: the CUDA pass, for NVIDIA GPUs. float16 gradients underflow,
@@ -20,16 +22,10 @@ the process that runs it.
 
 from __future__ import annotations
 
-import logging
 import os
-from pathlib import Path
 
 import tensorflow as tf
 import tf_keras as keras
-
-from sft.errors import ConfigError
-
-log = logging.getLogger("sft")
 
 # Exact GELU's erfc: in bfloat16 TensorFlow computes it an element at a time, and it took three times
 # as long as in float32 (scripts/profile_step.py: 47.8 against 12.5 ms of op time a step). Its
@@ -39,19 +35,10 @@ _GRAPPLER_PASS = {"mixed_bfloat16": "auto_mixed_precision_onednn_bfloat16", "mix
 
 
 def configure(precision: str) -> None:
-    """Switch on the graph rewrite for `precision`; call before the first `tf.function` is traced."""
+    """Switch on the graph rewrite for `precision` (as `hardware.choose_precision` settled it);
+    call before the first `tf.function` is traced."""
     if precision == "float32":
         return
-    gpus = tf.config.list_physical_devices("GPU")
-    if precision == "mixed_float16" and not gpus:
-        raise ConfigError("runtime.precision mixed_float16 needs an NVIDIA GPU; on a CPU use mixed_bfloat16 "
-                          "(fast with AVX512-BF16 or AMX) or float32")
-    if precision == "mixed_bfloat16" and gpus:
-        raise ConfigError("runtime.precision mixed_bfloat16 rewrites CPU graphs (oneDNN) and would leave the GPU "
-                          "in float32; on a GPU use mixed_float16")
-    if precision == "mixed_bfloat16" and not _cpu_has_bfloat16():
-        log.warning("this CPU has neither AVX512-BF16 nor AMX: mixed_bfloat16 will be emulated, likely slower "
-                    "than float32")
     if precision == "mixed_bfloat16":
         _keep_in_float32(_SLOW_IN_BFLOAT16)
     tf.config.optimizer.set_experimental_options({_GRAPPLER_PASS[precision]: True})
@@ -79,10 +66,3 @@ def wrap_optimizer(optimizer: keras.optimizers.Optimizer, precision: str) -> ker
 def scales_loss(optimizer) -> bool:
     return isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
 
-
-def _cpu_has_bfloat16() -> bool:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
-        return True  # not Linux: no way to tell, so no warning
-    flags = cpuinfo.read_text(errors="replace")
-    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -14,14 +14,17 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from sft import precision
+from sft import hardware, precision
 from sft.config import RuntimeConfig
 
 log = logging.getLogger("sft")
 
 
-def configure(runtime: RuntimeConfig) -> None:
-    """Thread pools, determinism and precision; call before any other TensorFlow work."""
+def configure(runtime: RuntimeConfig) -> str:
+    """Thread pools, determinism and precision; call before any other TensorFlow work.
+
+    Returns the precision in force: `auto` resolved by the hardware, or the configured one.
+    """
     for name, wanted, current, setter in (
         ("intra_op_threads", runtime.intra_op_threads, tf.config.threading.get_intra_op_parallelism_threads,
          tf.config.threading.set_intra_op_parallelism_threads),
@@ -36,7 +39,10 @@ def configure(runtime: RuntimeConfig) -> None:
             log.warning("runtime.%s=%d ignored: TensorFlow already started in this process", name, wanted)
     if runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
-    precision.configure(runtime.precision)
+    choice = hardware.choose_precision(runtime.precision, hardware.detect())
+    log.info("precision: %s (%s)", choice.precision, choice.reason)
+    precision.configure(choice.precision)
+    return choice.precision
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

@@ -64,7 +64,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     """Train on the prepared folder `data_dir`, writing everything into `run`; return the summary."""
     t = config.train
     # -- runtime first: thread pools and the strategy are fixed before TensorFlow's first op
-    runtime.configure(config.runtime)
+    chosen_precision = runtime.configure(config.runtime)
     strategy = runtime.make_strategy(config.runtime.strategy)
     chief = runtime.is_chief()
     set_seed(t.seed)
@@ -85,7 +85,8 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     class_weights = _class_weights(t, labels, train_split.labels)
     steps_per_epoch = math.ceil(len(train_split) / t.batch_size)
     total_steps = steps_per_epoch * t.epochs
-    plan = _plan(config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch)
+    plan = _plan(config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch,
+                 chosen_precision)
     if dry_run:
         _log_examples(train_examples, train_split, preprocessor, config)
         return plan
@@ -94,7 +95,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     with strategy.scope():
         model = build_classifier(config.model, len(labels), seed=t.seed)
         optimizer = build_optimizer(t, total_steps, model.trainable_variables)
-        optimizer = precision.wrap_optimizer(optimizer, config.runtime.precision)
+        optimizer = precision.wrap_optimizer(optimizer, chosen_precision)
         state = LoopState.create()
     train_step = TrainStep(model, optimizer, strategy, t, class_weights, xla=config.runtime.xla)
     average = train_step.average
@@ -132,6 +133,20 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     progress = Progress(total_steps, int(optimizer.iterations.numpy()))
     patience = t.early_stopping.patience
     started, examples_seen, window_losses, window_steps = time.perf_counter(), 0, [], 0
+
+    def log_window(epoch: int, step: int, norm) -> None:
+        """The mean loss of the steps since the last log line, to the log and TensorBoard."""
+        nonlocal window_losses, window_steps
+        mean_loss = float(np.sum([x.numpy() for x in window_losses])) / window_steps
+        window_losses, window_steps = [], 0
+        _check_finite(mean_loss, step, manager)
+        rate, learning_rate = progress.examples_per_second(), float(optimizer.learning_rate.numpy())
+        progress.line("epoch %d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s",
+                      epoch + 1, step, total_steps, mean_loss, norm.numpy(), learning_rate, rate)
+        summary_scalar("train/loss", mean_loss, step=step)
+        summary_scalar("train/learning_rate", learning_rate, step=step)
+        summary_scalar("train/examples_per_second", rate, step=step)
+
     with stop, writer.as_default():
         while int(state.epoch.numpy()) < t.epochs and not (patience and int(state.bad_epochs.numpy()) >= patience):
             epoch = int(state.epoch.numpy())
@@ -152,15 +167,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
 
                 # -- log (.numpy() waits for the device: here only, never every step)
                 if step % config.runtime.log_every_steps == 0:
-                    mean_loss = float(np.sum([x.numpy() for x in window_losses])) / window_steps
-                    window_losses, window_steps = [], 0
-                    _check_finite(mean_loss, step, manager)
-                    rate, learning_rate = progress.examples_per_second(), float(optimizer.learning_rate.numpy())
-                    progress.line("epoch %d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s",
-                                  epoch + 1, step, total_steps, mean_loss, norm.numpy(), learning_rate, rate)
-                    summary_scalar("train/loss", mean_loss, step=step)
-                    summary_scalar("train/learning_rate", learning_rate, step=step)
-                    summary_scalar("train/examples_per_second", rate, step=step)
+                    log_window(epoch, step, norm)
 
                 # -- checkpoint now and then, and whenever asked to stop
                 if stop.requested or (config.runtime.checkpoint_every_steps
@@ -174,6 +181,8 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
                     )
 
             # -- validate, keep the best model, count epochs without improvement
+            if window_steps:  # every epoch logs its training loss, however few steps it had
+                log_window(epoch, int(progress.done), norm)
             with evaluated():
                 record = _validate(predictor, validation_split, labels, t.select_metric)
                 record |= {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy())}
@@ -190,7 +199,6 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
                 state.bad_epochs.assign_add(1)
             state.epoch.assign_add(1)
             state.position.assign(0)
-            _check_finite(float(np.sum([x.numpy() for x in window_losses])), int(optimizer.iterations.numpy()), manager)
             manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
             if chief:
                 run.append_metrics(record)
@@ -223,6 +231,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
         "select_metric": t.select_metric,
         "best_epoch": int(state.best_epoch.numpy()),
         "best_validation": float(state.best.numpy()) if len(validation_split) else None,
+        "precision": chosen_precision,
         "train_seconds": round(elapsed, 2),
         "examples_per_second": round(examples_seen / max(elapsed, 1e-9), 2),
     }
@@ -328,9 +337,11 @@ def _validate(predictor: Predictor, split: inputs.EncodedSplit, labels: list[str
     """Validation scores, plus `_select`: the value that picks the best model."""
     if not len(split):
         return {"_select": 0.0}
-    scores = classification_metrics(split.labels, predictor.probabilities(split).argmax(-1), labels)
-    validation = {"accuracy": scores["accuracy"], "macro_f1": scores["macro"]["f1"],
-                  "weighted_f1": scores["weighted"]["f1"]}
+    probabilities = predictor.probabilities(split)
+    scores = classification_metrics(split.labels, probabilities.argmax(-1), labels)
+    gold = probabilities[np.arange(len(split)), split.labels]
+    validation = {"loss": float(-np.log(np.maximum(gold, 1e-12)).mean()), "accuracy": scores["accuracy"],
+                  "macro_f1": scores["macro"]["f1"], "weighted_f1": scores["weighted"]["f1"]}
     return {"validation": validation, "_select": validation[metric]}
 
 
@@ -381,7 +392,8 @@ def _read_labels(data_dir: Path) -> list[str]:
     return labels
 
 
-def _plan(config: Config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch) -> dict:
+def _plan(config: Config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch,
+          precision_in_force: str) -> dict:
     """What a reviewer needs before the first step; logged, and returned by --dry-run."""
     t = config.train
     counts = np.bincount(train_split.labels, minlength=len(labels))
@@ -398,6 +410,7 @@ def _plan(config: Config, labels, train_split, validation_split, class_weights, 
         "replicas": strategy.num_replicas_in_sync,
         "steps_per_epoch": steps_per_epoch,
         "epochs": t.epochs,
+        "precision": precision_in_force,
         "mean_packed_length": round(float(train_split.lengths.mean()), 1),
     }
     log.info(
@@ -430,6 +443,20 @@ def _vocabulary(config: Config) -> list[str] | None:
         return Path(path).read_text(encoding="utf-8").splitlines()
     except Exception:  # an encoder without a vocab_file asset: show ids instead
         return None
+
+
+def format_summary(summary: dict, run_path: Path) -> str:
+    """The outcome of `sft train`, as the lines a person reads on stdout."""
+    best = summary["best_validation"]
+    return "\n".join([
+        f"trained {summary['epochs']} epoch(s), {summary['steps']} steps"
+        + (" (stopped early)" if summary["stopped_early"] else "")
+        + f" in {summary['train_seconds']:.1f} s, {summary['examples_per_second']:.1f} examples/s, "
+          f"{summary['precision']}",
+        f"best epoch {summary['best_epoch']}: validation {summary['select_metric']} "
+        + (f"{best:.4f}" if best is not None else "n/a (no validation split)"),
+        f"run directory: {run_path}",
+    ])
 
 
 def _format(record: dict) -> str:

@@ -129,8 +129,13 @@ def sft_cli(*args, code: int = 0, input: str | None = None):
 
 
 def write_project(root: Path, encoder: Path, dialogues: int, train: str, extra: str = "",
-                  validation_size: float = 0.2, test_size: float = 0.2) -> Path:
-    """Dialogue CSV, config (`train` and `extra` as YAML lines) and prepared data in `root/data`; the config path."""
+                  validation_size: float = 0.2, test_size: float = 0.2, runtime: str = "") -> Path:
+    """Dialogue CSV, config (`train` and `extra` as YAML lines, `runtime` as keys of that section) and
+    prepared data in `root/data`; the config path.
+
+    The runs are float32 whatever the CPU, so that no test's figures depend on the machine;
+    `runtime.precision: auto` is tested on its own (test_precision.py).
+    """
     write_csv(root / "d.csv", dialogue_rows(dialogues))
     config = root / "c.yaml"
     config.write_text(
@@ -138,7 +143,7 @@ def write_project(root: Path, encoder: Path, dialogues: int, train: str, extra: 
         f"prepared_dir: {root / 'data'},\n"
         "       columns: {dialogue_id: dialogue_id, turn: turn, speaker: speaker}}\n"
         f"model: {{encoder: {encoder}, max_seq_length: 32}}\n"
-        f"train: {train}\n{extra}"
+        f"train: {train}\nruntime: {{precision: float32, {runtime}}}\n{extra}"
     )
     sft_cli("prepare", "--config", config)
     return config

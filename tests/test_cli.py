@@ -1,5 +1,6 @@
 """The command line's contract: fast help, one-line errors with documented exit codes."""
 
+import json
 import subprocess
 import sys
 
@@ -28,6 +29,32 @@ def test_help_and_version_do_not_import_tensorflow():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_errors_that_need_no_model_come_before_tensorflow(tmp_path):
+    """Bad input that needs no model fails at once: TensorFlow is never imported."""
+    other_tool = tmp_path / "hf-output"  # a folder another trainer wrote
+    other_tool.mkdir()
+    (other_tool / "config.json").write_text("{}")
+    run = tmp_path / "run"
+    run.mkdir()
+    for name, text in (("config.yaml", "{}"), ("labels.json", '["a", "b"]'), ("run.json", "{}")):
+        (run / name).write_text(text)
+    (tmp_path / "exported").mkdir()
+    (tmp_path / "exported" / "saved_model.pb").write_text("")
+    cases = [
+        (["evaluate", "--run-dir", str(tmp_path / "does-not-exist")], RunDirError.exit_code),
+        (["evaluate", "--run-dir", str(other_tool)], RunDirError.exit_code),
+        (["predict", "--run-dir", str(run)], 2),  # no text given, empty standard input
+        (["export", "--run-dir", str(run), "--out", str(tmp_path / "exported")], RunDirError.exit_code),
+    ]
+    code = (
+        "import json, sys; from click.testing import CliRunner; from sft.cli import main\n"
+        f"codes = [CliRunner().invoke(main, args, input='').exit_code for args in {[c[0] for c in cases]!r}]\n"
+        "print(json.dumps([codes, 'tensorflow' in sys.modules]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == [[c[1] for c in cases], False]
 
 
 def invoke(*args):
@@ -61,9 +88,10 @@ def test_prepare_counts_bad_rows_and_strict_refuses_them(tmp_path):
     (tmp_path / "c.yaml").write_text(f"data:\n  files: [{tmp_path / 'a.csv'}]\n  validation_size: 0\n  test_size: 0\n")
     result = invoke("prepare", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "p"))
     assert result.exit_code == 0
-    assert "3 rows read from 1 file(s)" in result.stderr
-    assert "  dropped: ragged_row 1" in result.stderr
-    assert result.stdout == ""
+    assert "3 rows read from 1 file(s)" in result.stdout  # the result on stdout; stderr is for logs
+    assert "  dropped: ragged_row 1" in result.stdout
+    as_json = invoke("prepare", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r"), "--json")
+    assert json.loads(as_json.stdout)["dropped"] == {"ragged_row": 1}
     result = invoke("prepare", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "q"), "--strict")
     assert result.exit_code == DataError.exit_code
     assert result.stderr.count("\n") == 1 and "a.csv:4: row has 3 fields, the header has 2" in result.stderr

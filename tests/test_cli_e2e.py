@@ -29,6 +29,28 @@ def test_train_writes_a_complete_run_directory(trained):
     assert json.loads((trained / "run" / "labels.json").read_text()) == ["balance", "greeting", "lost_card"]
 
 
+def test_every_epoch_logs_its_curves_to_tensorboard_however_few_its_steps(trained):
+    import tensorflow as tf
+
+    steps = json.loads((trained / "run" / "train_summary.json").read_text())["steps_per_epoch"]
+    assert steps < 50  # under runtime.log_every_steps: the epoch's end logs what the steps did
+    seen: dict[str, list[int]] = {}
+    for events in sorted((trained / "run" / "tensorboard").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                seen.setdefault(value.tag, []).append(event.step)
+    epoch_ends = [steps, 2 * steps, 3 * steps]
+    for tag in ("train/loss", "train/learning_rate", "train/examples_per_second", "validation/loss",
+                "validation/accuracy", "validation/macro_f1", "validation/weighted_f1"):
+        assert seen.get(tag) == epoch_ends, tag
+
+
+def test_train_prints_its_outcome_on_stdout(trained):
+    result = run("train", "--resume", "--run-dir", trained / "run")
+    assert "best epoch" in result.stdout and f"run directory: {trained / 'run'}" in result.stdout
+    assert "run directory" not in result.stderr
+
+
 def test_evaluate_json_has_the_documented_keys_and_matches_predict(trained):
     result = run("evaluate", "--run-dir", trained / "run", "--json")
     metrics = json.loads(result.stdout)
@@ -58,8 +80,8 @@ def test_an_existing_run_directory_is_refused_and_left_intact(trained):
 
 
 def test_resume_of_a_finished_run_trains_no_more(trained):
-    result = run("train", "--resume", "--run-dir", trained / "run")
-    assert json.loads(result.stderr.splitlines()[-2])["steps"] == json.loads(
+    result = run("train", "--resume", "--run-dir", trained / "run", "--json")
+    assert json.loads(result.stdout)["steps"] == json.loads(
         (trained / "run" / "train_summary.json").read_text())["steps"]
 
 

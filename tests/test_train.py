@@ -21,7 +21,7 @@ def project(tmp_path_factory, tiny_hub):
     (so that resuming, stopping and distribution are checked with the average in the checkpoint)."""
     root = tmp_path_factory.mktemp("train")
     write_project(root, tiny_hub / "encoder", 60, "{epochs: 2, batch_size: 4, learning_rate: 1.0e-3, ema_decay: 0.9}",
-                  "runtime: {log_every_steps: 5, checkpoint_every_steps: 5}\n", validation_size=0.1, test_size=0.1)
+                  validation_size=0.1, test_size=0.1, runtime="log_every_steps: 5, checkpoint_every_steps: 5")
     return root
 
 
@@ -183,5 +183,7 @@ def test_two_workers_train_like_one_process_with_the_same_global_batch(project, 
     # the stated tolerance is a quarter of the largest single update (the learning rate, 1e-3).
     assert_same_weights(weights(project / "two-workers"), weights(project / "single"), atol=2.5e-4)
     metrics = [json.loads((project / run / "metrics.jsonl").read_text()) for run in ("two-workers", "single")]
-    assert metrics[0]["validation"] == metrics[1]["validation"]
+    two_workers, single = (m["validation"] for m in metrics)
+    assert two_workers.pop("loss") == pytest.approx(single.pop("loss"), rel=1e-3)  # the weights' rounding
+    assert two_workers == single  # accuracy and F1: the same answers
     assert not any(p.name.startswith("sft-worker-") for p in (project / "two-workers").iterdir())
