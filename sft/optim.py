@@ -1,6 +1,6 @@
 """AdamW with decoupled weight decay, and BERT's linear warm-up then linear decay.
 
-The update is tf-keras' AdamW with two changes for speed (docs/performance.md,
+The update is tf-keras' AdamW with two changes for speed (docs/experiments.md,
 measured with `scripts/bench.py`): dense gradients go through TensorFlow's fused Adam kernel
 (one pass over each variable instead of several), and, with
 `train.embedding_updates: lazy`, an embedding table moves only in the rows a
