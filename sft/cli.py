@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from sft import __version__, startup
-from sft.errors import SftError
+from sft.errors import SftError, one_line
 
 
 class _Group(click.Group):
@@ -23,7 +23,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except SftError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {one_line(str(e))}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -31,7 +31,7 @@ class _Group(click.Group):
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
-config_option = click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+config_option = click.option("--config", "config_path", help="YAML config file.")
 set_option = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.epochs=2."
 )
@@ -166,16 +166,20 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
     Reads --text, then --input, then standard input when neither is given and it is not a terminal.
     """
     from sft.data.clean import clean_text
-    from sft.data.example import Example, read_jsonl
+    from sft.data.example import Example, decode_line, read_jsonl
     from sft.rundir import RunDir
 
     run = RunDir.open(run_dir)
     examples = [Example(clean_text(t), "") for t in texts]
+    if any(not e.text for e in examples):
+        raise click.UsageError("--text is empty (after cleaning): give a text to classify")
     if input_file and input_file.endswith(".jsonl"):
         examples += read_jsonl(input_file)
     elif input_file or (not texts and not sys.stdin.isatty()):
-        with click.open_file(input_file or "-", encoding="utf-8") as f:
-            examples += [Example(clean_text(line), "") for line in f if line.strip()]
+        with click.open_file(input_file or "-", "rb") as f:
+            name = input_file if input_file not in (None, "-") else "<stdin>"
+            lines = (decode_line(raw, name, n) for n, raw in enumerate(f, 1))
+            examples += [Example(clean_text(line), "") for line in lines if clean_text(line)]
     if not examples:
         raise click.UsageError("give --text, --input, or texts on standard input")
     startup.import_tensorflow()

@@ -8,6 +8,7 @@ before any TensorFlow work, and every error names the key's full path.
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -236,11 +237,45 @@ def config_from_dict(raw: dict[str, Any]) -> Config:
     return build(Config, raw)
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """`yaml.safe_load` that refuses more than MAX_ALIASES aliases.
+
+    Aliases share one object, so nine levels of nine cost nothing to load, but
+    anything that walks the value (a message quoting it, a copy) walks 9**9
+    items; a config has no need for more than a handful.
+    """
+
+    MAX_ALIASES = 100
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > self.MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.MarkedYAMLError(problem=f"more than {self.MAX_ALIASES} aliases (*name)",
+                                           problem_mark=mark)
+        return super().compose_node(parent, index)
+
+
+def _safe_load(text: str) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a folder: pass a YAML file to --config (see configs/)")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' not found: pass an existing YAML file to --config")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = _safe_load(path.read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -259,9 +294,11 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     if not sep or not key.strip():
         raise ConfigError(f"override '{item}' must look like section.key=value, e.g. train.epochs=2")
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        value = text
+        value = _safe_load(text)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(f"override '{item}': the value is not valid YAML ({problem}); "
+                          "quote it to mean a string: key='\"text\"'") from None
     *parents, leaf = key.strip().split(".")
     node = raw
     for i, part in enumerate(parents):
@@ -280,7 +317,8 @@ def build(cls: type, raw: Any, path: str = ""):
     for key in raw:
         if key not in fields:
             raise ConfigError(
-                f"unknown config key '{_join(path, str(key))}' (valid keys here: {', '.join(fields)})"
+                f"unknown config key '{_join(path, key if isinstance(key, str) else _SHORT.repr(key))}' "
+                f"(valid keys here: {', '.join(fields)})"
             )
     hints = typing.get_type_hints(cls)
     values = {}
@@ -302,7 +340,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return _coerce(inner, value, key)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not a valid choice (choose one of: {', '.join(map(str, args))})")
+            raise ConfigError(f"{key}: {_SHORT.repr(value)} is not a valid choice (choose one of: {', '.join(map(str, args))})")
         return value
     if origin is dict:
         if not isinstance(value, dict):
@@ -348,8 +386,13 @@ def _check_range(f: dataclasses.Field, value: Any, key: str) -> None:
         raise ConfigError(f"{key}: {value!r} is out of range (must be {bounds})")
 
 
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 4, 4, 80, 80
+
+
 def _describe(value: Any) -> str:
-    return "nothing" if value is None else f"{type(value).__name__} {value!r}"
+    """A value a user wrote, shortened: a message never expands what the YAML nests."""
+    return "nothing" if value is None else f"{type(value).__name__} {_SHORT.repr(value)}"
 
 
 def _join(path: str, name: str) -> str:

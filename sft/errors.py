@@ -5,6 +5,15 @@ and keeps its traceback.
 """
 
 
+MAX_MESSAGE = 1000  # characters: a message quoting user input never floods a terminal
+
+
+def one_line(message: str) -> str:
+    """`message` as one line of at most MAX_MESSAGE characters."""
+    flat = " ".join(message.splitlines())
+    return flat if len(flat) <= MAX_MESSAGE else flat[: MAX_MESSAGE - 1] + "…"
+
+
 class SftError(Exception):
     """A problem with the user's input, stated with a hint at the fix."""
 

@@ -101,7 +101,9 @@ def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
     from sft.model import build_classifier
 
     if not run.has_weights(which):
-        raise RunDirError(f"run '{run.path}' has no {which} model weights yet: training has not finished an epoch")
+        when = ("after its first epoch" if which == "best" else
+                "when training ends; use --model best, or finish it with `sft train --resume`")
+        raise RunDirError(f"run '{run.path}' has no {which} model weights: they are written {when}")
     config, labels = run.config(), run.labels()
     preprocessor = resolve.load(resolve.preprocessor_for(config.model), "preprocessor")
     model = build_classifier(config.model, len(labels))

@@ -117,7 +117,7 @@ def dialogue_csv(tmp_path) -> Path:
     return write_csv(tmp_path / "dialogues.csv", dialogue_rows())
 
 
-def sft_cli(*args, code: int = 0, input: str | None = None):
+def sft_cli(*args, code: int = 0, input: str | bytes | None = None):
     """`sft ARGS` in this process, stdout and stderr apart; checks the exit code."""
     from click.testing import CliRunner
 

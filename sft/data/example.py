@@ -33,8 +33,9 @@ def read_jsonl(path: str | Path) -> list[Example]:
     if not path.is_file():
         raise DataError(f"data file '{path}' not found: run `sft prepare` first or pass an existing file")
     examples = []
-    with path.open(encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for line_number, raw in enumerate(f, 1):
+            line = decode_line(raw, path, line_number)
             if not line.strip():
                 continue
             try:
@@ -51,3 +52,12 @@ def read_jsonl(path: str | Path) -> list[Example]:
             except (ValueError, KeyError, TypeError) as e:
                 raise DataError(f"{path}:{line_number}: not a prepared example ({e}); expected JSON with 'text'") from None
     return examples
+
+
+def decode_line(raw: bytes, path: str | Path, line_number: int) -> str:
+    """One line of a UTF-8 file, or a `DataError` that says where it is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{line_number}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                        "save the file as UTF-8") from None

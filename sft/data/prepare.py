@@ -76,6 +76,9 @@ def prepare(
     # 4. split, then check what the splits hold
     splits = _split(kept, config)
     labels = sorted({e.label for examples in splits.values() for e in examples})
+    if len(labels) < 2:
+        raise DataError(f"the data holds {len(labels)} class ({', '.join(labels)}) after cleaning and "
+                        "de-duplication; a classifier needs at least 2: check data.columns.label and data.labels")
     report["dropped"] = dict(sorted(dropped.items()))
     report["problems"] = problems.messages
     report["examples"] = {s: len(splits[s]) for s in SPLITS}

@@ -27,6 +27,9 @@ _COLUMN_KEYS = ("text", "label", "dialogue_id", "turn", "speaker")
 _MAX_UNDECODABLE_SHARE = 0.01
 _MESSAGES_KEPT = 5
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# The csv module refuses a field over 128 KiB, and with it the whole file. A chat message that
+# long is a paste, not an error: it is read, and the tokenizer keeps what max_seq_length allows.
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass(frozen=True)
