@@ -69,7 +69,7 @@ def prepare(config_path, overrides, out, overwrite, strict, as_json):
     config = load_config(config_path, overrides)
     out = out or config.data.prepared_dir
     report = run_prepare(config.data, out, overwrite=overwrite, strict=strict, vocab=find_vocab(config.model))
-    click.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_summary(report, out))
+    click.echo(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) if as_json else format_summary(report, out))
 
 
 @main.command()
@@ -110,16 +110,16 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
         from sft.runtime import is_chief
 
         # Other workers of a multi-worker run share the chief's --run-dir but never write to it.
-        run = RunDir(Path(path)) if dry_run or not is_chief() else RunDir.create(path, overwrite=overwrite)
+        run = RunDir(Path(path)) if dry_run or not is_chief() else RunDir.new(path, overwrite=overwrite)
 
     startup.import_tensorflow()
     from sft.train import format_summary, train as run_train
 
     if dry_run:
-        click.echo(json.dumps(run_train(config, data, run, dry_run=True), indent=2))
+        click.echo(json.dumps(run_train(config, data, run, dry_run=True), indent=2, allow_nan=False))
         return
     summary = run_train(config, data, run, resume=resume)
-    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary, run.path))
+    click.echo(json.dumps(summary, indent=2, allow_nan=False) if as_json else format_summary(summary, run.path))
 
 
 @main.command()
@@ -145,7 +145,7 @@ def evaluate(run_dirs, split, data_file, which, as_json, report):
     results = [(str(run.path), run_evaluate(run, split=split, data_file=data_file, which=which, report=report))
                for run in runs]
     if as_json:
-        click.echo(json.dumps(results[0][1] if len(results) == 1 else [m for _, m in results], indent=2))
+        click.echo(json.dumps(results[0][1] if len(results) == 1 else [m for _, m in results], indent=2, allow_nan=False))
     elif len(results) == 1:
         click.echo(format_table(results[0][1]))
     else:
@@ -188,7 +188,7 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
     trained = load_trained(run, which)
     for result in predict_examples(trained, examples, top_k=top_k):
         if as_json:
-            click.echo(json.dumps(result, ensure_ascii=False))
+            click.echo(json.dumps(result, ensure_ascii=False, allow_nan=False))
         else:
             click.echo(f"{result['label']}\t{result['confidence']:.4f}\t{result['text']}")
 

@@ -44,6 +44,10 @@ class HubError(SftError):
     exit_code = 6
 
 
+class CheckpointError(HubError):
+    """Saved weights or a training checkpoint cannot be used: corrupt, or not finite."""
+
+
 class TrainingDiverged(SftError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 

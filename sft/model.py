@@ -78,3 +78,8 @@ class SeededDropout(keras.layers.Layer):
 
 def set_seed(seed: int) -> None:
     keras.utils.set_random_seed(seed)
+
+
+def non_finite_weights(model: keras.Model) -> list[str]:
+    """Names of the weight tensors holding a NaN or an infinity: a model that must be neither saved nor served."""
+    return [w.name for w in model.weights if w.dtype.is_floating and not tf.reduce_all(tf.math.is_finite(w))]

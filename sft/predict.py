@@ -12,7 +12,7 @@ import tensorflow as tf
 from sft import inputs
 from sft.config import Config, FallbackConfig
 from sft.data.example import Example
-from sft.errors import RunDirError
+from sft.errors import CheckpointError, RunDirError, one_line
 from sft.hub import resolve
 from sft.hub.encoder import input_signature
 from sft.metrics import choose_threshold
@@ -98,7 +98,7 @@ class TrainedRun:
 
 def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
     """Rebuild the classifier from the run's config and restore its `best` (or `last`) weights."""
-    from sft.model import build_classifier
+    from sft.model import build_classifier, non_finite_weights
 
     if not run.has_weights(which):
         when = ("after its first epoch" if which == "best" else
@@ -107,7 +107,14 @@ def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
     config, labels = run.config(), run.labels()
     preprocessor = resolve.load(resolve.preprocessor_for(config.model), "preprocessor")
     model = build_classifier(config.model, len(labels))
-    tf.train.Checkpoint(model=model).read(str(run.weights(which))).expect_partial()
+    try:
+        tf.train.Checkpoint(model=model).read(str(run.weights(which))).expect_partial()
+    except (tf.errors.OpError, ValueError) as e:
+        raise CheckpointError(f"the {which} weights of run '{run.path}' cannot be read "
+                              f"({one_line(str(e))[:200]}); train the run again") from None
+    if non_finite_weights(model):
+        raise CheckpointError(f"the {which} weights of run '{run.path}' are not finite (NaN or infinite): "
+                              "the run diverged; train it again with a lower train.learning_rate")
     predictor = Predictor(model, preprocessor, config.model.max_seq_length)
     return TrainedRun(run, config, labels, predictor, Fallback.read(run))
 

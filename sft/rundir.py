@@ -16,13 +16,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from sft.config import Config, config_from_dict
 from sft.errors import RunDirError
-from sft.files import is_nonempty_dir, write_json, write_text
+from sft.files import is_nonempty_dir, replace_dir, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -67,17 +66,23 @@ class RunDir:
     # --- creating and opening -------------------------------------------------
 
     @classmethod
-    def create(cls, path: str | Path, overwrite: bool) -> RunDir:
+    def new(cls, path: str | Path, overwrite: bool) -> RunDir:
+        """A run to start at `path`: refused where one exists, unless `overwrite`. Nothing is
+        written yet: `claim` replaces the old run once the new one is under way."""
         run = cls(Path(path))
-        if is_nonempty_dir(run.path):
-            if not overwrite:
-                raise RunDirError(
-                    f"run directory '{run.path}' already exists: pass --resume to continue it, "
-                    "--overwrite to replace it, or --run-dir to choose another"
-                )
-            shutil.rmtree(run.path)
-        run.path.mkdir(parents=True, exist_ok=True)
+        if is_nonempty_dir(run.path) and not overwrite:
+            raise RunDirError(
+                f"run directory '{run.path}' already exists: pass --resume to continue it, "
+                "--overwrite to replace it, or --run-dir to choose another"
+            )
         return run
+
+    def claim(self) -> None:
+        """Make the folder this run writes into; an old run there is removed now, not before:
+        a start that fails on its config, data or model leaves the old run as it was."""
+        if is_nonempty_dir(self.path):
+            replace_dir(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:

@@ -26,11 +26,11 @@ from sft import inputs, losses, precision, runtime
 from sft.averaging import WeightAverage
 from sft.config import Config, TrainConfig
 from sft.data.example import read_jsonl
-from sft.errors import DataError, RunDirError, TrainingDiverged, TrainingInterrupted
+from sft.errors import CheckpointError, DataError, RunDirError, TrainingDiverged, TrainingInterrupted, one_line
 from sft.files import atomic_dir, write_json
 from sft.hub import resolve
 from sft.metrics import classification_metrics
-from sft.model import build_classifier, set_seed
+from sft.model import build_classifier, non_finite_weights, set_seed
 from sft.optim import build_optimizer
 from sft.predict import Predictor, choose_fallback
 from sft.progress import Progress, summary_scalar
@@ -102,16 +102,15 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     predictor = Predictor(model, preprocessor, config.model.max_seq_length, xla=config.runtime.xla)
     # What validation and the saved models see: the weights, or their average swapped in.
     evaluated = average.swapped_in if average else contextlib.nullcontext
+    if chief and not resume:  # everything is checked and built: only now may an old run make way
+        run.claim()
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state),
                                      **({"average": average.averages} if average else {}))
     manager = tf.train.CheckpointManager(
         checkpoint, str(runtime.write_dir(run.checkpoints, chief)), max_to_keep=2
     )
     if resume:
-        latest = tf.train.latest_checkpoint(str(run.checkpoints))  # the chief's, for every worker
-        if latest is None:
-            raise RunDirError(f"run '{run.path}' has no checkpoint to resume from; start it again with --overwrite")
-        checkpoint.restore(latest).assert_existing_objects_matched()
+        latest = _restore_newest(checkpoint, run)  # the chief's checkpoints, for every worker
         log.info("resumed from %s: epoch %d, step %d", latest, int(state.epoch.numpy()) + 1, int(optimizer.iterations.numpy()))
     elif chief:
         run.write_setup(config, labels, {
@@ -173,6 +172,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
                 if stop.requested or (config.runtime.checkpoint_every_steps
                                       and step % config.runtime.checkpoint_every_steps == 0):
                     _check_finite(float(loss.numpy()), step, manager)
+                    _check_weights(model, step, manager)
                     manager.save(checkpoint_number=step)
                 if stop.requested:
                     raise TrainingInterrupted(
@@ -183,6 +183,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
             # -- validate, keep the best model, count epochs without improvement
             if window_steps:  # every epoch logs its training loss, however few steps it had
                 log_window(epoch, int(progress.done), norm)
+            _check_weights(model, int(progress.done), manager)  # before any of them is validated or saved
             with evaluated():
                 record = _validate(predictor, validation_split, labels, t.select_metric)
                 record |= {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy())}
@@ -369,6 +370,42 @@ def _class_weights(t: TrainConfig, labels: list[str], train_labels: np.ndarray) 
     else:
         weights = np.ones(len(labels))
     return weights.astype(np.float32)
+
+
+def _restore_newest(checkpoint: tf.train.Checkpoint, run: RunDir) -> str:
+    """Restore the newest of the run's checkpoints that reads back whole; say which were skipped.
+
+    A crash or a full disk can leave the newest one truncated while an older one
+    beside it is intact: resuming from that loses some steps, not the run.
+    """
+    newest_first = sorted(run.checkpoints.glob("ckpt-*.index"), key=lambda p: int(p.stem.partition("-")[2]),
+                          reverse=True)
+    if not newest_first:
+        raise RunDirError(f"run '{run.path}' has no checkpoint to resume from; start it again with --overwrite")
+    skipped = []
+    for index in newest_first:
+        prefix = str(index.with_suffix(""))
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+        except Exception as e:  # damage shows as OpError, ValueError, IndexError...: all mean "not this one"
+            skipped.append(f"{index.stem} ({one_line(str(e))[:160]})")
+            continue
+        if skipped:
+            log.warning("skipped checkpoint(s) that do not restore: %s", "; ".join(skipped))
+        return prefix
+    raise CheckpointError(f"no checkpoint of run '{run.path}' restores: {'; '.join(skipped)}; "
+                          "start the run again with --overwrite")
+
+
+def _check_weights(model, step: int, manager: tf.train.CheckpointManager) -> None:
+    """A loss read now and then can miss a divergence that already reached the weights."""
+    broken = non_finite_weights(model)
+    if broken:
+        raise TrainingDiverged(
+            f"{len(broken)} weight tensor(s) are not finite at step {step} ({broken[0]}, ...): training diverged "
+            f"(try a lower train.learning_rate); the last good checkpoint is kept: "
+            f"{manager.latest_checkpoint or 'none yet'}"
+        )
 
 
 def _save_weights(model, run: RunDir, which: str, chief: bool) -> None:

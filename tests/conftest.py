@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,20 @@ def isolated_caches(tmp_path_factory):
     mp.setenv("TFHUB_CACHE_DIR", str(root / "tfhub"))
     yield root
     mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def float32_after_each_test(monkeypatch):
+    """A run under `runtime.precision: auto` switches a process-wide graph rewrite on where the CPU
+    has bfloat16 units; the next test must not inherit it."""
+    for name in ("DENYLIST_ADD", "INFERLIST_REMOVE"):  # mixed_bfloat16 extends them
+        monkeypatch.delenv(f"TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_{name}", raising=False)
+    yield
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options(
+            {"auto_mixed_precision_onednn_bfloat16": False, "auto_mixed_precision": False})
 
 
 @pytest.fixture(scope="session")

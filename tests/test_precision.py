@@ -146,20 +146,15 @@ def test_mixed_bfloat16_keeps_gelus_erfc_and_erf_in_float32_beside_the_users_own
     ("mixed_float16", AMX_CPU, None),
 ])
 def test_train_plans_the_precision_the_hardware_allows(tmp_path, tiny_hub, monkeypatch, requested, machine, chosen):
-    monkeypatch.setattr(hardware, "detect", lambda: machine)
-    for name in ("DENYLIST_ADD", "INFERLIST_REMOVE"):  # mixed_bfloat16 extends them; restored afterwards
-        monkeypatch.delenv(f"TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_{name}", raising=False)
+    monkeypatch.setattr(hardware, "detect", lambda: machine)  # the rewrite it switches on is reset by conftest
     config = write_project(tmp_path, tiny_hub / "encoder", 12, "{epochs: 1}")
     result = sft_cli("train", "--config", config, "--set", f"runtime.precision={requested}", "--dry-run",
                      code=3 if chosen is None else 0)
-    try:
-        if chosen is None:
-            assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: runtime.precision")
-        else:
-            assert json.loads(result.stdout)["precision"] == chosen
-            assert f"precision: {chosen} (" in result.stderr
-    finally:  # a dry run switched the process-wide rewrite on; later tests run float32
-        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": False})
+    if chosen is None:
+        assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: runtime.precision")
+    else:
+        assert json.loads(result.stdout)["precision"] == chosen
+        assert f"precision: {chosen} (" in result.stderr
 
 
 def test_xla_pads_batches_to_a_few_lengths(tiny):

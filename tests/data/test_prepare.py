@@ -162,13 +162,14 @@ def test_strict_turns_the_first_bad_row_into_an_error(tmp_path):
 
 
 def test_conflicts_can_be_dropped_instead_of_voted(tmp_path):
-    rows = [{"text": "hi", "label": "greet"}] * 2 + [{"text": "hi", "label": "bye"}, {"text": "bye", "label": "bye"}]
+    rows = [{"text": "hi", "label": "greet"}] * 2 + [{"text": "hi", "label": "bye"}, {"text": "bye", "label": "bye"},
+                                                     {"text": "hello", "label": "greet"}]
     path = write_csv(tmp_path / "a.csv", rows)
     vote = prepare(DataConfig(files=[str(path)], validation_size=0, test_size=0), tmp_path / "vote")
-    assert vote["examples"]["train"] == 2 and vote["dropped"] == {}
+    assert vote["examples"]["train"] == 3 and vote["dropped"] == {}
     config = DataConfig(files=[str(path)], labels=LabelConfig(conflicts="drop"), validation_size=0, test_size=0)
     drop = prepare(config, tmp_path / "drop")
-    assert drop["examples"]["train"] == 1 and drop["dropped"] == {"label_conflict": 3}
+    assert drop["examples"]["train"] == 2 and drop["dropped"] == {"label_conflict": 3}
 
 
 def test_labels_mapped_then_rare_classes_dropped_or_merged(tmp_path):
