@@ -165,7 +165,7 @@ def infer(quick: bool) -> dict:
     import numpy as np
 
     from sft import inputs
-    from sft.predict import BATCH_SIZE
+    from sft.engine import BATCH_SIZE
 
     assert BATCH_SIZE == INFER_BATCH
     preprocessor, trained, texts = _model_and_texts("test", build_model=True)
@@ -177,8 +177,8 @@ def infer(quick: bool) -> dict:
         trained.probabilities(examples)  # encode + length-sorted batches of 64 + forward, as `sft predict`
         best = max(best, len(texts) / (time.perf_counter() - start))
     # Useful work: 2 FLOPs a non-embedding weight a real (unpadded) token, as for training's 6.
-    lengths = inputs.encode(trained.predictor.preprocessor, examples, {}).lengths
-    params = _non_embedding_params(trained.predictor.model)
+    lengths = inputs.encode(trained.engine.preprocessor, examples, {}).lengths
+    params = _non_embedding_params(trained.engine.model)
     tokens_per_text = float(np.minimum(lengths, MAX_LENGTH).mean())
     return {"infer_texts_per_s": best, "texts": len(texts),
             "useful_gflops": 2 * params * tokens_per_text * best / 1e9}
@@ -204,9 +204,9 @@ def ceiling(quick: bool) -> dict:
     from sft import inputs
 
     preprocessor, trained, test_texts = _model_and_texts("test", build_model=True)
-    params = _non_embedding_params(trained.predictor.model)
+    params = _non_embedding_params(trained.engine.model)
     rng = np.random.default_rng(0)
-    kernels = [tf.Variable(rng.standard_normal(v.shape, np.float32)) for v in trained.predictor.model.trainable_variables
+    kernels = [tf.Variable(rng.standard_normal(v.shape, np.float32)) for v in trained.engine.model.trainable_variables
                if v.name.startswith("transformer/layer_") and v.name.endswith("kernel:0")]
     if not kernels:
         sys.exit("ceiling: no transformer/layer_<n>/.../kernel variables in the model")
@@ -296,11 +296,12 @@ def _model_and_texts(split: str, build_model: bool):
     if not build_model:
         return preprocessor, None, texts
     from sft.model import build_classifier
-    from sft.predict import Predictor, TrainedRun
+    from sft.engine import Engine
+    from sft.trained import TrainedRun
 
     labels = sorted(set(_texts_and_labels("train")[1]))
     model = build_classifier(config, len(labels), seed=0)
-    trained = TrainedRun(None, None, labels, Predictor(model, preprocessor, MAX_LENGTH))
+    trained = TrainedRun(None, None, labels, Engine(model, preprocessor, MAX_LENGTH))
     return preprocessor, trained, texts
 
 

@@ -3,7 +3,7 @@
     python scripts/bench_forward.py --run-dir runs/banking77 [float32 mixed_bfloat16 xla float32]
 
 The shared Banking77 test texts are encoded once; each mode gets a fresh
-`Predictor` (Grappler rewrites a graph when it first runs) and is timed over 3
+`Engine` (Grappler rewrites a graph when it first runs) and is timed over 3
 passes (forward and softmax in length-sorted batches of 64, as `sft predict`),
 best kept. Prints texts/s, test accuracy, and how far the probabilities moved
 from the first mode's.
@@ -29,7 +29,8 @@ def main() -> None:
     import tensorflow as tf
 
     from sft import inputs
-    from sft.predict import Predictor, load_trained
+    from sft.engine import Engine
+    from sft.trained import load_trained
     from sft.rundir import RunDir
 
     if "mixed_bfloat16" in args.modes:
@@ -38,18 +39,18 @@ def main() -> None:
         sft.precision.configure("mixed_bfloat16")  # its float32 list (erfc) as `sft` sets it; switched per mode below
     trained = load_trained(RunDir(args.run_dir))
     texts, labels = bench._texts_and_labels("test")
-    split = inputs.encode(trained.predictor.preprocessor, bench._examples(texts, labels),
+    split = inputs.encode(trained.engine.preprocessor, bench._examples(texts, labels),
                           {label: i for i, label in enumerate(trained.labels)})
     first = None
     for mode in args.modes:
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": mode == "mixed_bfloat16"})
-        predictor = Predictor(trained.predictor.model, trained.predictor.preprocessor,
-                              trained.predictor.max_seq_length, xla=mode == "xla")
-        predictor.probabilities(split)  # trace, rewrite, compile
+        engine = Engine(trained.engine.model, trained.engine.preprocessor,
+                        trained.engine.max_seq_length, xla=mode == "xla")
+        engine.probabilities(split)  # trace, rewrite, compile
         best = 0.0
         for _ in range(3):
             start = time.perf_counter()
-            probabilities = predictor.probabilities(split)
+            probabilities = engine.probabilities(split)
             best = max(best, len(texts) / (time.perf_counter() - start))
         first = probabilities if first is None else first
         print(f"{mode:15s} {best:6.1f} texts/s  test accuracy {(probabilities.argmax(-1) == split.labels).mean():.4f}  "

@@ -3,7 +3,7 @@
     python scripts/profile_forward.py --run-dir runs/banking77 [--precision float32] [--top 18]
 
 The shared Banking77 test texts are encoded once and run through the trained
-run's `Predictor` (length-sorted batches of 64, forward and softmax), as
+run's `Engine` (length-sorted batches of 64, forward and softmax), as
 `scripts/bench_forward.py` times them: three passes to warm up and time (best
 kept), then one under the profiler. Prints texts/s, then each op type's time a
 batch (summed over threads), its share and how often it ran.
@@ -33,21 +33,22 @@ def main() -> None:
     import tensorflow as tf
 
     from sft import inputs
-    from sft.predict import BATCH_SIZE, load_trained
+    from sft.engine import BATCH_SIZE
+    from sft.trained import load_trained
     from sft.rundir import RunDir
 
-    predictor = load_trained(RunDir(args.run_dir)).predictor
+    engine = load_trained(RunDir(args.run_dir)).engine
     texts, _ = bench._texts_and_labels("test")
-    split = inputs.encode(predictor.preprocessor, bench._examples(texts), {})
+    split = inputs.encode(engine.preprocessor, bench._examples(texts), {})
     best = 0.0
     for _ in range(3):
         start = time.perf_counter()
-        predictor.probabilities(split)
+        engine.probabilities(split)
         best = max(best, len(texts) / (time.perf_counter() - start))
 
     logdir = tempfile.mkdtemp(prefix="sft-profile-")
     tf.profiler.experimental.start(logdir)
-    predictor.probabilities(split)
+    engine.probabilities(split)
     tf.profiler.experimental.stop()
     events = profile_step._op_events(next(Path(logdir).rglob("*.xplane.pb")))
     total_ms, lines = profile_step.summarise(((kind, ps) for _, kind, ps in events),

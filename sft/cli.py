@@ -183,7 +183,8 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
     if not examples:
         raise click.UsageError("give --text, --input, or texts on standard input")
     startup.import_tensorflow()
-    from sft.predict import load_trained, predict_examples
+    from sft.predict import predict_examples
+    from sft.trained import load_trained
 
     trained = load_trained(run, which)
     for result in predict_examples(trained, examples, top_k=top_k):
@@ -208,8 +209,8 @@ def export(run_dir, out, which, overwrite):
     if is_nonempty_dir(out) and not overwrite:
         raise RunDirError(f"'{out}' already exists: choose another --out or pass --overwrite")
     startup.import_tensorflow()
-    from sft.predict import load_trained
-    from sft.serve import export as run_export
+    from sft.export import export as run_export
+    from sft.trained import load_trained
 
     trained = load_trained(run, which)
     click.echo(str(run_export(trained, out, threshold=trained.fallback.threshold, fallback=trained.fallback.label,

@@ -18,7 +18,7 @@ import numpy as np
 from sft.data.example import read_jsonl
 from sft.files import write_json, write_text
 from sft.metrics import calibration, classification_metrics, most_confused, out_of_scope
-from sft.predict import TrainedRun, load_trained
+from sft.trained import TrainedRun, load_trained
 from sft.rundir import RunDir
 
 
@@ -56,7 +56,7 @@ def score(trained: TrainedRun, examples) -> dict:
     metrics["ece"] = metrics["calibration"]["ece"]
 
     fallback = trained.fallback
-    answers = [labels[p] if c >= fallback.threshold else fallback.label for p, c in zip(predicted, confidence)]
+    answers = fallback.answer(labels, probabilities)
     if fallback.label is not None:
         metrics["fallback"] = {"label": fallback.label, "threshold": fallback.threshold,
                                "answered_fraction": float(np.mean([a != fallback.label for a in answers] or [0.0]))}

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 import tensorflow_hub as hub
-import tf_keras as keras
 
 from sft.config import ModelConfig
 from sft.hub import resolve
 from sft.hub.encoder import INPUT_NAMES
+from sft.keras2 import keras
 
 
 

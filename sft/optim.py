@@ -18,10 +18,10 @@ import re
 from collections.abc import Sequence
 
 import tensorflow as tf
-import tf_keras as keras
 
 from sft.config import TrainConfig
 from sft.errors import ConfigError
+from sft.keras2 import keras
 
 # Decay the weights of matmuls and embeddings only, as BERT was pretrained.
 NO_DECAY = ["layer_norm", "LayerNorm", "bias"]

@@ -25,7 +25,8 @@ from __future__ import annotations
 import os
 
 import tensorflow as tf
-import tf_keras as keras
+
+from sft.keras2 import keras
 
 # Exact GELU's erfc: in bfloat16 TensorFlow computes it an element at a time, and it took three times
 # as long as in float32 (scripts/profile_step.py: 47.8 against 12.5 ms of op time a step). Its

@@ -32,7 +32,8 @@ from sft.hub import resolve
 from sft.metrics import classification_metrics
 from sft.model import build_classifier, non_finite_weights, set_seed
 from sft.optim import build_optimizer
-from sft.predict import Predictor, choose_fallback
+from sft.engine import Engine
+from sft.fallback import choose_fallback
 from sft.progress import Progress, summary_scalar
 from sft.rundir import RunDir
 
@@ -99,7 +100,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
         state = LoopState.create()
     train_step = TrainStep(model, optimizer, strategy, t, class_weights, xla=config.runtime.xla)
     average = train_step.average
-    predictor = Predictor(model, preprocessor, config.model.max_seq_length, xla=config.runtime.xla)
+    engine = Engine(model, preprocessor, config.model.max_seq_length, xla=config.runtime.xla)
     # What validation and the saved models see: the weights, or their average swapped in.
     evaluated = average.swapped_in if average else contextlib.nullcontext
     if chief and not resume:  # everything is checked and built: only now may an old run make way
@@ -185,7 +186,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
                 log_window(epoch, int(progress.done), norm)
             _check_weights(model, int(progress.done), manager)  # before any of them is validated or saved
             with evaluated():
-                record = _validate(predictor, validation_split, labels, t.select_metric)
+                record = _validate(engine, validation_split, labels, t.select_metric)
                 record |= {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy())}
                 value = record.pop("_select")
                 # Without a validation split there is nothing to select on: the newest epoch counts as best.
@@ -216,7 +217,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
         shutil.rmtree(manager.directory, ignore_errors=True)
     if config.fallback.label is not None and len(validation_split) and chief:
         tf.train.Checkpoint(model=model).read(str(run.weights("best"))).expect_partial()
-        fallback = choose_fallback(predictor, validation_split, labels, config.fallback)
+        fallback = choose_fallback(engine, validation_split, labels, config.fallback)
         write_json(run.fallback_file, fallback)
         log.info("fallback '%s' below confidence %.4f: validation accuracy %.4f -> %.4f, %.1f%% answered",
                  fallback["label"], fallback["threshold"], fallback["validation_accuracy"],
@@ -334,11 +335,11 @@ def distributed_epoch(strategy, split: inputs.EncodedSplit, preprocessor, config
     return rest, strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def _validate(predictor: Predictor, split: inputs.EncodedSplit, labels: list[str], metric: str) -> dict:
+def _validate(engine: Engine, split: inputs.EncodedSplit, labels: list[str], metric: str) -> dict:
     """Validation scores, plus `_select`: the value that picks the best model."""
     if not len(split):
         return {"_select": 0.0}
-    probabilities = predictor.probabilities(split)
+    probabilities = engine.probabilities(split)
     scores = classification_metrics(split.labels, probabilities.argmax(-1), labels)
     gold = probabilities[np.arange(len(split)), split.labels]
     validation = {"loss": float(-np.log(np.maximum(gold, 1e-12)).mean()), "accuracy": scores["accuracy"],

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_keras as keras
+from sft.keras2 import keras
 from sft import hardware, inputs, precision
 from sft.config import config_from_dict
 from sft.errors import ConfigError
 from sft.hardware import Hardware
 from sft.hub.encoder import input_signature
-from sft.predict import Predictor
+from sft.engine import Engine
 from tests.conftest import sft_cli, train_three_steps, write_project
 
 
@@ -176,5 +176,5 @@ def test_xla_compiled_steps_and_forward_pass_compute_what_the_plain_ones_do(tiny
     for a, b in zip(plain, compiled):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     model, _, preprocessor, split = tiny
-    np.testing.assert_allclose(Predictor(model, preprocessor, 32, xla=True).probabilities(split),
-                               Predictor(model, preprocessor, 32).probabilities(split), atol=1e-5)
+    np.testing.assert_allclose(Engine(model, preprocessor, 32, xla=True).probabilities(split),
+                               Engine(model, preprocessor, 32).probabilities(split), atol=1e-5)

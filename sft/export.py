@@ -23,15 +23,15 @@ import tensorflow as tf
 from sft.errors import RunDirError
 from sft.files import atomic_dir, is_nonempty_dir
 from sft.hub.encoder import input_signature
-from sft.predict import TrainedRun
+from sft.trained import TrainedRun
 
 
 
 class ServingModule(tf.Module):
     def __init__(self, trained: TrainedRun, labels_file: Path, threshold: float | None, fallback: str | None):
         super().__init__(name="sft_classifier")
-        self.model = trained.predictor.model
-        self.preprocessor = trained.predictor.preprocessor
+        self.model = trained.engine.model
+        self.preprocessor = trained.engine.preprocessor
         self.max_seq_length = trained.config.model.max_seq_length
         self.labels_file = tf.saved_model.Asset(str(labels_file))
         self.labels = tf.constant(trained.labels)

@@ -1,0 +1,56 @@
+"""A trained run loaded back: its config, labels, inference engine and fallback, from `best` or `last`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from sft import inputs
+from sft.config import Config
+from sft.data.example import Example
+from sft.engine import Engine
+from sft.errors import CheckpointError, RunDirError, one_line
+from sft.fallback import Fallback
+from sft.hub import resolve
+from sft.rundir import RunDir
+
+
+@dataclass
+class TrainedRun:
+    """What evaluation and prediction need from a run directory."""
+
+    run: RunDir | None
+    config: Config | None
+    labels: list[str]
+    engine: Engine
+    fallback: Fallback = Fallback()
+
+    def probabilities(self, examples: Sequence[Example]) -> np.ndarray:
+        label_ids = {label: i for i, label in enumerate(self.labels)}
+        return self.engine.probabilities(inputs.encode(self.engine.preprocessor, examples, label_ids))
+
+
+def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
+    """Rebuild the classifier from the run's config and restore its `best` (or `last`) weights."""
+    from sft.model import build_classifier, non_finite_weights
+
+    if not run.has_weights(which):
+        when = ("after its first epoch" if which == "best" else
+                "when training ends; use --model best, or finish it with `sft train --resume`")
+        raise RunDirError(f"run '{run.path}' has no {which} model weights: they are written {when}")
+    config, labels = run.config(), run.labels()
+    preprocessor = resolve.load(resolve.preprocessor_for(config.model), "preprocessor")
+    model = build_classifier(config.model, len(labels))
+    try:
+        tf.train.Checkpoint(model=model).read(str(run.weights(which))).expect_partial()
+    except (tf.errors.OpError, ValueError) as e:
+        raise CheckpointError(f"the {which} weights of run '{run.path}' cannot be read "
+                              f"({one_line(str(e))[:200]}); train the run again") from None
+    if non_finite_weights(model):
+        raise CheckpointError(f"the {which} weights of run '{run.path}' are not finite (NaN or infinite): "
+                              "the run diverged; train it again with a lower train.learning_rate")
+    engine = Engine(model, preprocessor, config.model.max_seq_length)
+    return TrainedRun(run, config, labels, engine, Fallback.read(run))
