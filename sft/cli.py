@@ -87,6 +87,7 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
     SIGINT or SIGTERM saves a checkpoint and exits with code 75; --resume continues.
     """
     from sft.config import load_config
+    from sft.data.prepared import PreparedDir
     from sft.errors import ConfigError
     from sft.rundir import RunDir
 
@@ -97,14 +98,12 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
             raise ConfigError("--resume needs --run-dir (or the --config that names train.run_dir)")
         run = RunDir.open(run_dir or load_config(config_path, overrides).train.run_dir)
         config = run.config()  # a resumed run keeps the experiment it started with
-        data = Path(data_dir or run.run_info()["data_dir"])
+        data = PreparedDir.open(data_dir or run.run_info()["data_dir"])
     else:
         if not config_path:
             raise ConfigError("sft train needs --config FILE (see configs/)")
         config = load_config(config_path, overrides)
-        data = Path(data_dir or config.data.prepared_dir)
-        if not (data / "labels.json").is_file():
-            raise ConfigError(f"'{data}' is not a prepared-data folder: run `sft prepare --config {config_path}` first")
+        data = PreparedDir.open(data_dir or config.data.prepared_dir, config_path)
         path = run_dir or config.train.run_dir
         startup.import_tensorflow()
         from sft.runtime import is_chief

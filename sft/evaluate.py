@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from sft.data.example import read_jsonl
+from sft.data.prepared import PreparedDir
 from sft.files import write_json, write_text
 from sft.metrics import calibration, classification_metrics, most_confused, out_of_scope
 from sft.trained import TrainedRun, load_trained
@@ -25,7 +26,7 @@ from sft.rundir import RunDir
 def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = None, which: str = "best",
              report: bool = False) -> dict:
     """Metrics of the run's `which` model on `split` of its prepared data (or on `data_file`)."""
-    path = Path(data_file) if data_file else Path(run.run_info()["data_dir"]) / f"{split}.jsonl"
+    path = Path(data_file) if data_file else PreparedDir(Path(run.run_info()["data_dir"])).split_file(split)
     name = path.stem if data_file else split
     examples = read_jsonl(path)
     trained = load_trained(run, which)

@@ -10,7 +10,6 @@ so a run killed at any point and resumed ends where the uninterrupted run ends.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import shutil
@@ -25,7 +24,7 @@ import tensorflow as tf
 from sft import inputs, losses, precision, runtime
 from sft.averaging import WeightAverage
 from sft.config import Config, TrainConfig
-from sft.data.example import read_jsonl
+from sft.data.prepared import PreparedDir
 from sft.errors import CheckpointError, DataError, RunDirError, TrainingDiverged, TrainingInterrupted, one_line
 from sft.files import atomic_dir, write_json
 from sft.hub import resolve
@@ -61,8 +60,8 @@ class LoopState:
                    variable(0, tf.int64, "bad_epochs"))
 
 
-def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry_run: bool = False) -> dict:
-    """Train on the prepared folder `data_dir`, writing everything into `run`; return the summary."""
+def train(config: Config, data: PreparedDir, run: RunDir, resume: bool = False, dry_run: bool = False) -> dict:
+    """Train on the prepared folder `data`, writing everything into `run`; return the summary."""
     t = config.train
     # -- runtime first: thread pools and the strategy are fixed before TensorFlow's first op
     chosen_precision = runtime.configure(config.runtime)
@@ -71,18 +70,17 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
     set_seed(t.seed)
 
     # -- data: the prepared splits, tokenised once; the preprocessor stays on the host
-    labels = _read_labels(data_dir)
+    labels = data.labels()
     label_ids = {label: i for i, label in enumerate(labels)}
-    train_examples = read_jsonl(data_dir / "train.jsonl")
-    validation_examples = read_jsonl(data_dir / "validation.jsonl")
+    train_examples, validation_examples = data.examples("train"), data.examples("validation")
     if not train_examples:
-        raise DataError(f"'{data_dir / 'train.jsonl'}' holds no examples")
+        raise DataError(f"'{data.split_file('train')}' holds no examples")
     preprocessor = resolve.load(resolve.preprocessor_for(config.model), "preprocessor")
     train_split = inputs.encode(preprocessor, train_examples, label_ids)
     validation_split = inputs.encode(preprocessor, validation_examples, label_ids)
     for name, split in (("train", train_split), ("validation", validation_split)):
         if (split.labels < 0).any():
-            raise DataError(f"{data_dir / name}.jsonl holds labels missing from labels.json: prepare the data again")
+            raise DataError(f"{data.split_file(name)} holds labels missing from labels.json: prepare the data again")
     class_weights = _class_weights(t, labels, train_split.labels)
     steps_per_epoch = math.ceil(len(train_split) / t.batch_size)
     total_steps = steps_per_epoch * t.epochs
@@ -115,7 +113,7 @@ def train(config: Config, data_dir: Path, run: RunDir, resume: bool = False, dry
         log.info("resumed from %s: epoch %d, step %d", latest, int(state.epoch.numpy()) + 1, int(optimizer.iterations.numpy()))
     elif chief:
         run.write_setup(config, labels, {
-            "data_dir": str(data_dir.resolve()),
+            "data_dir": str(data.path.resolve()),
             "encoder": resolve.resolve_handle(config.model.encoder, "encoder"),
             "preprocessor": resolve.resolve_handle(resolve.preprocessor_for(config.model), "preprocessor"),
             "plan": plan,
@@ -418,16 +416,6 @@ def _save_weights(model, run: RunDir, which: str, chief: bool) -> None:
         return
     with atomic_dir(run.weights(which).parent, replace=True) as tmp:
         tf.train.Checkpoint(model=model).write(str(tmp / run.weights(which).name))
-
-
-def _read_labels(data_dir: Path) -> list[str]:
-    path = data_dir / "labels.json"
-    if not path.is_file():
-        raise DataError(f"'{data_dir}' is not a prepared-data folder (no labels.json): run `sft prepare` first")
-    labels = json.loads(path.read_text(encoding="utf-8"))
-    if len(labels) < 2:
-        raise DataError(f"'{path}' lists {len(labels)} class(es); a classifier needs at least 2")
-    return labels
 
 
 def _plan(config: Config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch,

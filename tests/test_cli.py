@@ -100,9 +100,10 @@ def test_prepare_counts_bad_rows_and_strict_refuses_them(tmp_path):
 
 def test_train_before_prepare_says_what_to_run(tmp_path):
     (tmp_path / "c.yaml").write_text(f"data:\n  prepared_dir: {tmp_path / 'p'}\n")
-    result = invoke("train", "--config", str(tmp_path / "c.yaml"))
-    assert result.exit_code == 3
-    assert "run `sft prepare --config" in result.stderr
+    for dry_run in ([], ["--dry-run"]):
+        result = invoke("train", "--config", str(tmp_path / "c.yaml"), *dry_run)
+        assert result.exit_code == DataError.exit_code == 4  # missing data, not a wrong config
+        assert f"run `sft prepare --config {tmp_path / 'c.yaml'}` first" in result.stderr
 
 
 def test_evaluate_a_folder_that_is_not_a_run(tmp_path):

@@ -16,10 +16,11 @@ from sft.data.dialogue import Utterance, dialogue_examples
 from sft.data.example import SPLITS, Example
 from sft.data.labels import rare_classes
 from sft.data.lengths import WordPieceCounter, length_report
+from sft.data.prepared import PreparedDir
 from sft.data.read import RawRow, RowProblems, read_rows
 from sft.data.split import split_examples
 from sft.errors import ConfigError, DataError
-from sft.files import atomic_dir, is_nonempty_dir, write_json, write_text
+from sft.files import atomic_dir, is_nonempty_dir
 
 _SAMPLE = 5  # how many leaked texts and conflicts the report shows
 
@@ -94,10 +95,7 @@ def prepare(
 
     # 5. write under a temporary name, then rename into place
     with atomic_dir(out, replace=overwrite) as tmp:
-        for s in SPLITS:
-            write_text(tmp / f"{s}.jsonl", "".join(e.to_json() + "\n" for e in splits[s]))
-        write_json(tmp / "labels.json", labels)
-        write_json(tmp / "report.json", report)
+        PreparedDir(tmp).write(splits, labels, report)
     return report
 
 
