@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sft.config import Columns, DataConfig, ModelConfig  # noqa: E402
-from sft.data.lengths import find_vocab  # noqa: E402
+from sft.hub.resolve import local_vocab  # noqa: E402
 from sft.data.prepare import format_summary, prepare  # noqa: E402
 
 TURNS = 10
@@ -62,7 +62,7 @@ def main() -> None:
             context_turns=2,
             context_speaker=True,
         )
-        vocab = find_vocab(ModelConfig())
+        vocab = local_vocab(ModelConfig())
         started = time.perf_counter()
         report = prepare(config, Path(scratch) / "prepared", vocab=vocab)
         seconds = time.perf_counter() - started

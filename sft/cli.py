@@ -63,12 +63,12 @@ def prepare(config_path, overrides, out, overwrite, strict, as_json):
     Writes train/validation/test.jsonl, labels.json and report.json; prints a summary of the report.
     """
     from sft.config import load_config
-    from sft.data.lengths import find_vocab
     from sft.data.prepare import format_summary, prepare as run_prepare
+    from sft.hub.resolve import local_vocab
 
     config = load_config(config_path, overrides)
     out = out or config.data.prepared_dir
-    report = run_prepare(config.data, out, overwrite=overwrite, strict=strict, vocab=find_vocab(config.model))
+    report = run_prepare(config.data, out, overwrite=overwrite, strict=strict, vocab=local_vocab(config.model))
     click.echo(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) if as_json else format_summary(report, out))
 
 

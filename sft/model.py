@@ -16,14 +16,16 @@ from sft.keras2 import keras
 
 
 
-def build_classifier(config: ModelConfig, num_classes: int, seed: int | None = None) -> keras.Model:
+def build_classifier(config: ModelConfig, num_classes: int, seed: int | None = None,
+                     encoder: str | None = None) -> keras.Model:
     """A Keras model from the three int32 encoder inputs to `num_classes` logits.
 
+    `encoder` is the resolved handle (`resolve.Handles`), else `config.encoder`.
     `seed` restarts the dropout masks of encoders exported by `sft hub export`,
     so that a run's seed, not the export's, decides them.
     """
     inputs = {name: keras.Input(shape=(None,), dtype=tf.int32, name=name) for name in INPUT_NAMES}
-    encoder = hub.KerasLayer(resolve.load(config.encoder, "encoder"), trainable=True, name="encoder")
+    encoder = hub.KerasLayer(resolve.load(encoder or config.encoder, "encoder"), trainable=True, name="encoder")
     if seed is not None:
         for variable in encoder.non_trainable_weights:
             if variable.name.startswith("dropout_seed"):

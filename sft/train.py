@@ -10,6 +10,7 @@ so a run killed at any point and resumed ends where the uninterrupted run ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import shutil
@@ -75,7 +76,8 @@ def train(config: Config, data: PreparedDir, run: RunDir, resume: bool = False, 
     train_examples, validation_examples = data.examples("train"), data.examples("validation")
     if not train_examples:
         raise DataError(f"'{data.split_file('train')}' holds no examples")
-    preprocessor = resolve.load(resolve.preprocessor_for(config.model), "preprocessor")
+    handles = resolve.Handles.resolve(config.model)
+    preprocessor = resolve.load(handles.preprocessor, "preprocessor")
     train_split = inputs.encode(preprocessor, train_examples, label_ids)
     validation_split = inputs.encode(preprocessor, validation_examples, label_ids)
     for name, split in (("train", train_split), ("validation", validation_split)):
@@ -87,12 +89,12 @@ def train(config: Config, data: PreparedDir, run: RunDir, resume: bool = False, 
     plan = _plan(config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch,
                  chosen_precision)
     if dry_run:
-        _log_examples(train_examples, train_split, preprocessor, config)
+        _log_examples(train_examples, train_split, preprocessor, config, handles)
         return plan
 
     # -- model, optimizer, and the state a checkpoint carries (built inside the strategy's scope)
     with strategy.scope():
-        model = build_classifier(config.model, len(labels), seed=t.seed)
+        model = build_classifier(config.model, len(labels), seed=t.seed, encoder=handles.encoder)
         optimizer = build_optimizer(t, total_steps, model.trainable_variables)
         optimizer = precision.wrap_optimizer(optimizer, chosen_precision)
         state = LoopState.create()
@@ -114,8 +116,7 @@ def train(config: Config, data: PreparedDir, run: RunDir, resume: bool = False, 
     elif chief:
         run.write_setup(config, labels, {
             "data_dir": str(data.path.resolve()),
-            "encoder": resolve.resolve_handle(config.model.encoder, "encoder"),
-            "preprocessor": resolve.resolve_handle(resolve.preprocessor_for(config.model), "preprocessor"),
+            **dataclasses.asdict(handles),
             "plan": plan,
         })
 
@@ -451,9 +452,10 @@ def _plan(config: Config, labels, train_split, validation_split, class_weights, 
     return plan
 
 
-def _log_examples(examples, split: inputs.EncodedSplit, preprocessor, config: Config, count: int = 3) -> None:
+def _log_examples(examples, split: inputs.EncodedSplit, preprocessor, config: Config, handles: resolve.Handles,
+                  count: int = 3) -> None:
     """A few training examples as the model will see them: the word pieces of the packed input."""
-    vocab = _vocabulary(config)
+    vocab = _vocabulary(handles)
     dataset = inputs.eval_batches(split, preprocessor, count, config.model.max_seq_length)[0].take(1)
     order = np.argsort(split.lengths, kind="stable")[:count]
     for features, _ in dataset:
@@ -462,10 +464,9 @@ def _log_examples(examples, split: inputs.EncodedSplit, preprocessor, config: Co
             log.info("example %s [%s]: %s", examples[i].source or i, examples[i].label, pieces)
 
 
-def _vocabulary(config: Config) -> list[str] | None:
+def _vocabulary(handles: resolve.Handles) -> list[str] | None:
     try:
-        encoder = resolve.load(config.model.encoder, "encoder")
-        path = encoder.vocab_file.asset_path.numpy().decode()
+        path = handles.vocab or resolve.load(handles.encoder, "encoder").vocab_file.asset_path.numpy().decode()
         return Path(path).read_text(encoding="utf-8").splitlines()
     except Exception:  # an encoder without a vocab_file asset: show ids instead
         return None

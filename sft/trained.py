@@ -42,8 +42,9 @@ def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
                 "when training ends; use --model best, or finish it with `sft train --resume`")
         raise RunDirError(f"run '{run.path}' has no {which} model weights: they are written {when}")
     config, labels = run.config(), run.labels()
-    preprocessor = resolve.load(resolve.preprocessor_for(config.model), "preprocessor")
-    model = build_classifier(config.model, len(labels))
+    handles = resolve.Handles.of_run(run.run_info(), config.model)
+    preprocessor = resolve.load(handles.preprocessor, "preprocessor")
+    model = build_classifier(config.model, len(labels), encoder=handles.encoder)
     try:
         tf.train.Checkpoint(model=model).read(str(run.weights(which))).expect_partial()
     except (tf.errors.OpError, ValueError) as e:

@@ -1,6 +1,7 @@
 """prepare -> train -> evaluate -> predict through the CLI on the tiny model, asserting on what they write."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +104,26 @@ def test_without_a_validation_split_the_last_epoch_is_the_best(trained):
     summary = json.loads((out / "run" / "train_summary.json").read_text())
     assert summary["validation_examples"] == 0 and summary["best_epoch"] == 2
     assert json.loads(run("evaluate", "--run-dir", out / "run", "--json").stdout)["n"] > 0
+
+
+def test_a_run_is_loaded_with_the_handles_it_recorded(trained, tmp_path):
+    import shutil
+
+    import yaml
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained / "run", run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert {"encoder", "preprocessor", "vocab"} <= set(info) and Path(info["vocab"]).is_file()
+    expected = json.loads(run("evaluate", "--run-dir", run_dir, "--json").stdout)["accuracy"]
+
+    # The config's handle is gone; the recorded one still loads the run.
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config["model"]["encoder"] = str(tmp_path / "moved-away")
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert json.loads(run("evaluate", "--run-dir", run_dir, "--json").stdout)["accuracy"] == expected
+
+    # A recorded folder that is gone (a run copied to another machine): the config's handle again.
+    shutil.copytree(trained / "run", run_dir, dirs_exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(info | {"encoder": str(tmp_path / "elsewhere")}))
+    assert json.loads(run("evaluate", "--run-dir", run_dir, "--json").stdout)["accuracy"] == expected

@@ -8,27 +8,10 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sft.config import ModelConfig
 from sft.data.example import Example
 
 PERCENTILES = (50, 90, 95, 99)
 _SPECIAL = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}
-
-
-def find_vocab(model: ModelConfig) -> Path | None:
-    """The preprocessor's `assets/vocab.txt`, where it is a local folder or a bundled model already
-    materialised in the cache; None for URLs and for bundled models not yet built."""
-    from sft.hub.resolve import bundled_folder, default_preprocessor  # no TensorFlow at import
-
-    handle = model.preprocessor or default_preprocessor(model.encoder)
-    if handle is None or handle.startswith(("https://", "http://", "gs://")):
-        return None
-    if handle.startswith("bundled:"):
-        folder = bundled_folder(handle.removeprefix("bundled:")) / "preprocessor"
-    else:
-        folder = Path(handle).expanduser()
-    vocab = folder / "assets" / "vocab.txt"
-    return vocab if vocab.is_file() else None
 
 
 class WordPieceCounter:

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -63,6 +64,48 @@ def resolve_handle(handle: str, kind: Kind) -> str:
     if not (path / "saved_model.pb").is_file():
         raise HubError(f"{kind} handle '{handle}' is not a SavedModel folder (no saved_model.pb inside)")
     return str(path)
+
+
+@dataclass(frozen=True)
+class Handles:
+    """What `tensorflow_hub` loads for a model: resolved once when a run starts, saved in run.json,
+    and read back by everything that loads the run."""
+
+    encoder: str  # a URL or a local SavedModel folder
+    preprocessor: str
+    vocab: str | None = None  # the preprocessor's vocab.txt, where it is on disk
+
+    @classmethod
+    def resolve(cls, model: ModelConfig) -> Handles:
+        """The config's handles checked, bundled models built, the vocabulary found."""
+        preprocessor = resolve_handle(preprocessor_for(model), "preprocessor")
+        vocab = None if preprocessor.startswith(REMOTE_PREFIXES) else Path(preprocessor) / "assets" / "vocab.txt"
+        return cls(resolve_handle(model.encoder, "encoder"), preprocessor,
+                   str(vocab) if vocab and vocab.is_file() else None)
+
+    @classmethod
+    def of_run(cls, run_info: dict, model: ModelConfig) -> Handles:
+        """The handles a run recorded; resolved from its config again where a folder is gone (a run
+        copied to another machine, whose model cache lives elsewhere)."""
+        recorded = cls(**{key: run_info.get(key) for key in ("encoder", "preprocessor", "vocab")})
+        if recorded.encoder and recorded.preprocessor and all(
+                h.startswith(REMOTE_PREFIXES) or Path(h).is_dir() for h in (recorded.encoder, recorded.preprocessor)):
+            return recorded
+        return cls.resolve(model)
+
+
+def local_vocab(model: ModelConfig) -> Path | None:
+    """The preprocessor's `assets/vocab.txt` where it is on disk already: a local folder, or a bundled
+    model built before. Nothing is downloaded or built, and TensorFlow is not needed."""
+    handle = model.preprocessor or default_preprocessor(model.encoder)
+    if handle is None or handle.startswith(REMOTE_PREFIXES):
+        return None
+    if handle.startswith("bundled:"):
+        folder = bundled_folder(handle.removeprefix("bundled:")) / "preprocessor"
+    else:
+        folder = Path(handle).expanduser()
+    vocab = folder / "assets" / "vocab.txt"
+    return vocab if vocab.is_file() else None
 
 
 def preprocessor_for(model: ModelConfig) -> str:

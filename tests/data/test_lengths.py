@@ -1,7 +1,5 @@
-from sft.config import ModelConfig
 from sft.data.example import Example
-from sft.data.lengths import WordPieceCounter, find_vocab, length_report, percentiles
-from sft.hub.resolve import bundled_folder
+from sft.data.lengths import WordPieceCounter, length_report, percentiles
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "my", "card", "was", "stole", "##n", "!", ",", "cafe", "hi"]
 
@@ -37,15 +35,3 @@ def test_lengths_of_texts_and_of_what_the_model_reads(tmp_path):
 def test_nearest_rank_percentiles():
     assert percentiles(list(range(1, 101))) == {"p50": 50, "p90": 90, "p95": 95, "p99": 99, "max": 100}
     assert percentiles([]) == {"p50": 0, "p90": 0, "p95": 0, "p99": 0, "max": 0}
-
-
-def test_the_vocabulary_is_found_on_disk_and_never_downloaded_or_built(tmp_path, monkeypatch):
-    vocab = write_vocab(tmp_path / "model" / "preprocessor" / "assets" / "vocab.txt")
-    (tmp_path / "model" / "preprocessor" / "saved_model.pb").write_bytes(b"")
-    assert find_vocab(ModelConfig(encoder=str(tmp_path / "model" / "encoder"))) == vocab  # beside the encoder
-    assert find_vocab(ModelConfig(encoder="https://tfhub.dev/x/1", preprocessor="https://tfhub.dev/y/1")) is None
-
-    monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path / "cache"))
-    assert find_vocab(ModelConfig(encoder="bundled:tiny-random")) is None  # not built yet
-    built = write_vocab(bundled_folder("tiny-random") / "preprocessor" / "assets" / "vocab.txt")
-    assert find_vocab(ModelConfig(encoder="bundled:tiny-random")) == built

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sft.config import ModelConfig
 from sft.errors import HubError
 from sft.hub import resolve
 from tests.conftest import dialogue_rows, write_csv
@@ -152,3 +153,21 @@ def test_https_handle_is_downloaded_once_then_used_offline(tmp_path, https_hub):
     assert second.returncode == 0, second.stderr
     assert len(requests) == 2  # nothing fetched the second time
     assert (tmp_path / "run" / "train_summary.json").is_file()
+
+
+def _write_vocab(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n", encoding="utf-8")
+    return path
+
+
+def test_the_vocabulary_is_found_on_disk_and_never_downloaded_or_built(tmp_path, monkeypatch):
+    vocab = _write_vocab(tmp_path / "model" / "preprocessor" / "assets" / "vocab.txt")
+    (tmp_path / "model" / "preprocessor" / "saved_model.pb").write_bytes(b"")
+    assert resolve.local_vocab(ModelConfig(encoder=str(tmp_path / "model" / "encoder"))) == vocab  # beside the encoder
+    assert resolve.local_vocab(ModelConfig(encoder="https://tfhub.dev/x/1", preprocessor="https://tfhub.dev/y/1")) is None
+
+    monkeypatch.setenv("SFT_CACHE_DIR", str(tmp_path / "cache"))
+    assert resolve.local_vocab(ModelConfig(encoder="bundled:tiny-random")) is None  # not built yet
+    built = _write_vocab(resolve.bundled_folder("tiny-random") / "preprocessor" / "assets" / "vocab.txt")
+    assert resolve.local_vocab(ModelConfig(encoder="bundled:tiny-random")) == built
