@@ -30,6 +30,11 @@ class _Group(click.Group):
             sys.exit(130)
 
 
+def echo_json(value, indent: int | None = 2) -> None:
+    """`value` as JSON on stdout; NaN and infinities are refused, never printed (they are not JSON)."""
+    click.echo(json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False))
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
 config_option = click.option("--config", "config_path", help="YAML config file.")
 set_option = click.option(
@@ -69,7 +74,10 @@ def prepare(config_path, overrides, out, overwrite, strict, as_json):
     config = load_config(config_path, overrides)
     out = out or config.data.prepared_dir
     report = run_prepare(config.data, out, overwrite=overwrite, strict=strict, vocab=local_vocab(config.model))
-    click.echo(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) if as_json else format_summary(report, out))
+    if as_json:
+        echo_json(report)
+    else:
+        click.echo(format_summary(report, out))
 
 
 @main.command()
@@ -115,10 +123,13 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
     from sft.train import format_summary, train as run_train
 
     if dry_run:
-        click.echo(json.dumps(run_train(config, data, run, dry_run=True), indent=2, allow_nan=False))
+        echo_json(run_train(config, data, run, dry_run=True))
         return
     summary = run_train(config, data, run, resume=resume)
-    click.echo(json.dumps(summary, indent=2, allow_nan=False) if as_json else format_summary(summary, run.path))
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(format_summary(summary, run.path))
 
 
 @main.command()
@@ -144,7 +155,7 @@ def evaluate(run_dirs, split, data_file, which, as_json, report):
     results = [(str(run.path), run_evaluate(run, split=split, data_file=data_file, which=which, report=report))
                for run in runs]
     if as_json:
-        click.echo(json.dumps(results[0][1] if len(results) == 1 else [m for _, m in results], indent=2, allow_nan=False))
+        echo_json(results[0][1] if len(results) == 1 else [m for _, m in results])
     elif len(results) == 1:
         click.echo(format_table(results[0][1]))
     else:
@@ -188,7 +199,7 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
     trained = load_trained(run, which)
     for result in predict_examples(trained, examples, top_k=top_k):
         if as_json:
-            click.echo(json.dumps(result, ensure_ascii=False, allow_nan=False))
+            echo_json(result, indent=None)  # JSON Lines
         else:
             click.echo(f"{result['label']}\t{result['confidence']:.4f}\t{result['text']}")
 

@@ -340,7 +340,8 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         return _coerce(inner, value, key)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {_SHORT.repr(value)} is not a valid choice (choose one of: {', '.join(map(str, args))})")
+            raise ConfigError(f"{key}: {_SHORT.repr(value)} is not a valid choice "
+                              f"(choose one of: {', '.join(map(str, args))})")
         return value
     if origin is dict:
         if not isinstance(value, dict):

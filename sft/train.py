@@ -26,14 +26,14 @@ from sft import inputs, losses, precision, runtime
 from sft.averaging import WeightAverage
 from sft.config import Config, TrainConfig
 from sft.data.prepared import PreparedDir
+from sft.engine import Engine
 from sft.errors import CheckpointError, DataError, RunDirError, TrainingDiverged, TrainingInterrupted, one_line
+from sft.fallback import choose_fallback
 from sft.files import atomic_dir, write_json
 from sft.hub import resolve
 from sft.metrics import classification_metrics
 from sft.model import build_classifier, non_finite_weights, set_seed
 from sft.optim import build_optimizer
-from sft.engine import Engine
-from sft.fallback import choose_fallback
 from sft.progress import Progress, summary_scalar
 from sft.rundir import RunDir
 
