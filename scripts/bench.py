@@ -307,7 +307,7 @@ def _model_and_texts(split: str, build_model: bool):
 
 @dataclass
 class Training:
-    function: Any  # batch -> (loss, gradient norm), one optimizer step
+    function: Any  # batch -> {"loss", "grad_norm"}, one optimizer step
     dataset: Any  # the plan's batches, (features, labels, step size)
     plan: Any  # inputs.EpochPlan: which examples each batch holds
     lengths: Any  # every train example's length in word pieces, truncated as the model sees it
@@ -317,41 +317,40 @@ class Training:
 def training(precision: str = "float32", *, steps: int | None = None, naive: bool = False,
              encoder: str = ENCODER, max_length: int = MAX_LENGTH, length_multiple: int = 1,
              stage=lambda name: None) -> Training:
-    """sft's real training step on the shared Banking77 train split, as the train phase times it.
+    """sft's real training set-up on the shared Banking77 train split, as the train phase times it.
 
-    Batch 32, length-grouped batches (padded to 128 with `naive`), the first
-    `steps` of one epoch's plan (all by default). `stage(name)` is called after
-    each stage of the set-up, for scripts that watch memory.
+    The same `Plan` and `Session` that `sft train` builds (batch 32, one epoch), over
+    the authors' train file as it is; the first `steps` of the epoch's plan (all by
+    default), length-grouped or, with `naive`, padded to 128. `stage(name)` is
+    called after each stage of the set-up, for scripts that watch memory.
     """
+    import tempfile
+
     import numpy as np
-    import tensorflow as tf
 
-    import sft.precision
     from sft import inputs
-    from sft.config import ModelConfig, TrainConfig
-    from sft.model import build_classifier
-    from sft.optim import build_optimizer
-    from sft.train import TrainStep
+    from sft.config import config_from_dict
+    from sft.data.prepared import PreparedDir
+    from sft.train import Plan, Session
 
-    sft.precision.configure(precision)
     texts, labels = _texts_and_labels("train")
-    names = sorted(set(labels))
-    preprocessor, _, _ = _model_and_texts("train", build_model=False)
-    stage("preprocessor loaded")
-    split = inputs.encode(preprocessor, _examples(texts, labels), {n: i for i, n in enumerate(names)})
-    stage("train split encoded")
-    config = TrainConfig(batch_size=BATCH, learning_rate=1e-4)
-    model = build_classifier(ModelConfig(encoder=encoder, max_seq_length=max_length), len(names), seed=0)
+    prepared = PreparedDir(Path(tempfile.mkdtemp(prefix="sft-bench-")))
+    prepared.write({"train": _examples(texts, labels), "validation": [], "test": []}, sorted(set(labels)), {})
+    config = config_from_dict({
+        "model": {"encoder": encoder, "max_seq_length": max_length},
+        "train": {"batch_size": BATCH, "learning_rate": 1e-4, "epochs": 1, "seed": 0},
+        "runtime": {"precision": precision},
+    })
+    plan = Plan.make(config, prepared)
+    stage("data planned")
+    session = Session.build(plan)
     stage("model built")
-    steps_per_epoch = -(-len(split) // BATCH)
-    optimizer = build_optimizer(config, steps_per_epoch, model.trainable_variables)
-    step = TrainStep(model, optimizer, tf.distribute.get_strategy(), config, np.ones(len(names), np.float32))
-    plan = inputs.plan_epoch(split.lengths, BATCH, 1, seed=0, epoch=0, group_lengths=not naive)
-    plan = inputs.EpochPlan(*(a[:steps] for a in (plan.micro_batches, plan.step_sizes, plan.step_ends)))
-    dataset = inputs.train_dataset(split, preprocessor, plan, max_length, pad_to=NAIVE_LENGTH if naive else None,
-                                   length_multiple=length_multiple)
-    return Training(step.function(True, dataset.element_spec), dataset, plan, np.minimum(split.lengths, max_length),
-                    model)
+    epoch = inputs.plan_epoch(plan.train.lengths, BATCH, 1, seed=0, epoch=0, group_lengths=not naive)
+    epoch = inputs.EpochPlan(*(a[:steps] for a in (epoch.micro_batches, epoch.step_sizes, epoch.step_ends)))
+    dataset = inputs.train_dataset(plan.train, plan.preprocessor, epoch, max_length,
+                                   pad_to=NAIVE_LENGTH if naive else None, length_multiple=length_multiple)
+    return Training(session.train_step.function(True, dataset.element_spec), dataset, epoch,
+                    np.minimum(plan.train.lengths, max_length), session.model)
 
 
 def _train(quick: bool, naive: bool, precision: str = "float32") -> dict:
@@ -361,11 +360,12 @@ def _train(quick: bool, naive: bool, precision: str = "float32") -> dict:
     run = training(precision, steps=None if timed is None else warmup + timed, naive=naive)
     plan, lengths = run.plan, run.lengths
     real = padded = 0
+    loss = None  # the last warm-up step's, waited for before the clock starts
     for i, batch in enumerate(run.dataset):
         if i == warmup:
             loss.numpy()  # wait for the warm-up steps before starting the clock
             start = time.perf_counter()
-        loss, _ = run.function(batch)
+        loss = run.function(batch)["loss"]
         if i >= warmup:
             rows = plan.micro_batches[i][plan.micro_batches[i] >= 0]
             real += int(lengths[rows].sum())

@@ -51,14 +51,14 @@ def steps(encoders: list[str], precision: str, timed: int = 50, warmup: int = 10
     batches = list(runs[encoders[0]].dataset)  # the same batches for both
     for run in runs.values():
         for batch in batches[:warmup]:
-            run.function(batch)[0].numpy()
+            run.function(batch)["loss"].numpy()
 
     milliseconds = {encoder: [] for encoder in encoders}
     for r in range(rounds):
         for encoder in encoders if r % 2 == 0 else encoders[::-1]:
             start = time.perf_counter()
             for batch in batches[warmup:]:
-                loss, _ = runs[encoder].function(batch)
+                loss = runs[encoder].function(batch)["loss"]
             loss.numpy()
             milliseconds[encoder].append(1000 * (time.perf_counter() - start) / timed)
     for encoder, ms in milliseconds.items():

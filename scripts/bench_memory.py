@@ -39,7 +39,7 @@ def main() -> None:
                          stage=stage)
     peak = rss_mb()[1]
     for i, batch in enumerate(run.dataset):
-        run.function(batch)[0].numpy()
+        run.function(batch)["loss"].numpy()
         if rss_mb()[1] - peak >= 5:
             stage(f"step {i} {tuple(batch[0]['input_word_ids'].shape)}")
             peak = rss_mb()[1]

@@ -36,13 +36,13 @@ def profile(precision: str, steps: int, warmup: int = 10) -> tuple[list, float]:
     run = bench.training(precision, steps=warmup + steps)
     batches = list(run.dataset)
     for batch in batches[:warmup]:
-        run.function(batch)[0].numpy()
+        run.function(batch)["loss"].numpy()
 
     logdir = tempfile.mkdtemp(prefix="sft-profile-")
     tf.profiler.experimental.start(logdir)
     start = time.perf_counter()
     for batch in batches[warmup:]:
-        loss, _ = run.function(batch)
+        loss = run.function(batch)["loss"]
     loss.numpy()
     wall = (time.perf_counter() - start) / steps
     tf.profiler.experimental.stop()

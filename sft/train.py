@@ -1,7 +1,11 @@
 """`sft train`: fine-tune the encoder and head in a custom GradientTape loop.
 
-The loop owns checkpointing, validation, model selection, early stopping and
-logging; the step functions only compute. Everything a resumed run needs (model,
+Read top down: `train` plans (`Plan`: runtime, data, sizes; the dry run stops
+there), builds (`Session`: model, optimizer, step functions, checkpoint; the
+benchmark times the same object), runs the loop (`_loop`) and finishes
+(`_finish`: last model, fallback threshold, summary). The loop owns
+checkpointing, validation, model selection, early stopping and logging; the
+step functions only compute and return a dict of logs. Everything a resumed run needs (model,
 optimizer, weight average, position in the epoch, best metric, dropout counters)
 is in the checkpoint, and an epoch's batch order depends on (seed, epoch) only,
 so a run killed at any point and resumed ends where the uninterrupted run ends.
@@ -17,6 +21,7 @@ import shutil
 import signal
 import time
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -63,180 +68,302 @@ class LoopState:
 
 def train(config: Config, data: PreparedDir, run: RunDir, resume: bool = False, dry_run: bool = False) -> dict:
     """Train on the prepared folder `data`, writing everything into `run`; return the summary."""
-    t = config.train
-    # -- runtime first: thread pools and the strategy are fixed before TensorFlow's first op
-    chosen_precision = runtime.configure(config.runtime)
-    strategy = runtime.make_strategy(config.runtime.strategy)
-    chief = runtime.is_chief()
-    set_seed(t.seed)
-
-    # -- data: the prepared splits, tokenised once; the preprocessor stays on the host
-    labels = data.labels()
-    label_ids = {label: i for i, label in enumerate(labels)}
-    train_examples, validation_examples = data.examples("train"), data.examples("validation")
-    if not train_examples:
-        raise DataError(f"'{data.split_file('train')}' holds no examples")
-    handles = resolve.Handles.resolve(config.model)
-    preprocessor = resolve.load(handles.preprocessor, "preprocessor")
-    train_split = inputs.encode(preprocessor, train_examples, label_ids)
-    validation_split = inputs.encode(preprocessor, validation_examples, label_ids)
-    for name, split in (("train", train_split), ("validation", validation_split)):
-        if (split.labels < 0).any():
-            raise DataError(f"{data.split_file(name)} holds labels missing from labels.json: prepare the data again")
-    class_weights = _class_weights(t, labels, train_split.labels)
-    steps_per_epoch = math.ceil(len(train_split) / t.batch_size)
-    total_steps = steps_per_epoch * t.epochs
-    plan = _plan(config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch,
-                 chosen_precision)
+    plan = Plan.make(config, data)  # runtime, data, sizes: all that can fail before a model exists
     if dry_run:
-        _log_examples(train_examples, train_split, preprocessor, config, handles)
+        plan.log_examples()
+        return plan.describe()
+    session = Session.build(plan)
+    if plan.chief and not resume:  # everything is checked and built: only now may an old run make way
+        run.claim()
+    manager = tf.train.CheckpointManager(session.checkpoint, str(runtime.write_dir(run.checkpoints, plan.chief)),
+                                         max_to_keep=2)
+    if resume:
+        latest = _restore_newest(session.checkpoint, run)  # the chief's checkpoints, for every worker
+        log.info("resumed from %s: epoch %d, step %d", latest, session.epoch + 1, session.step)
+    elif plan.chief:
+        run.write_setup(config, plan.labels, {"data_dir": str(data.path.resolve()),
+                                              **dataclasses.asdict(plan.handles), "plan": plan.describe()})
+    started = time.perf_counter()
+    examples_seen = _loop(session, run, manager)
+    return _finish(session, run, manager, examples_seen, time.perf_counter() - started)
+
+
+@dataclass
+class Plan:
+    """What a run will do, settled before any model exists: the dry run prints it."""
+
+    config: Config
+    precision: str  # in force: `auto` resolved by the hardware
+    strategy: tf.distribute.Strategy
+    chief: bool  # this process writes the run directory
+    labels: list[str]
+    handles: resolve.Handles
+    preprocessor: Any
+    train_examples: list  # as prepared, for the dry run's decoded examples
+    train: inputs.EncodedSplit  # tokenised once; the preprocessor stays on the host
+    validation: inputs.EncodedSplit
+    class_weights: np.ndarray
+
+    @classmethod
+    def make(cls, config: Config, data: PreparedDir) -> Plan:
+        # Thread pools, precision and the strategy are fixed before TensorFlow's first op.
+        precision_in_force = runtime.configure(config.runtime)
+        strategy = runtime.make_strategy(config.runtime.strategy)
+        set_seed(config.train.seed)
+        labels = data.labels()
+        label_ids = {label: i for i, label in enumerate(labels)}
+        train_examples, validation_examples = data.examples("train"), data.examples("validation")
+        if not train_examples:
+            raise DataError(f"'{data.split_file('train')}' holds no examples")
+        handles = resolve.Handles.resolve(config.model)
+        preprocessor = resolve.load(handles.preprocessor, "preprocessor")
+        splits = {name: inputs.encode(preprocessor, examples, label_ids)
+                  for name, examples in (("train", train_examples), ("validation", validation_examples))}
+        for name, split in splits.items():
+            if (split.labels < 0).any():
+                raise DataError(f"{data.split_file(name)} holds labels missing from labels.json: "
+                                "prepare the data again")
+        plan = cls(config, precision_in_force, strategy, runtime.is_chief(), labels, handles, preprocessor,
+                   train_examples, splits["train"], splits["validation"],
+                   _class_weights(config.train, labels, splits["train"].labels))
+        plan.log()
         return plan
 
-    # -- model, optimizer, and the state a checkpoint carries (built inside the strategy's scope)
-    with strategy.scope():
-        model = build_classifier(config.model, len(labels), seed=t.seed, encoder=handles.encoder)
-        optimizer = build_optimizer(t, total_steps, model.trainable_variables)
-        optimizer = precision.wrap_optimizer(optimizer, chosen_precision)
-        state = LoopState.create()
-    train_step = TrainStep(model, optimizer, strategy, t, class_weights, xla=config.runtime.xla)
-    average = train_step.average
-    engine = Engine(model, preprocessor, config.model.max_seq_length, xla=config.runtime.xla)
-    # What validation and the saved models see: the weights, or their average swapped in.
-    evaluated = average.swapped_in if average else contextlib.nullcontext
-    if chief and not resume:  # everything is checked and built: only now may an old run make way
-        run.claim()
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state),
-                                     **({"average": average.averages} if average else {}))
-    manager = tf.train.CheckpointManager(
-        checkpoint, str(runtime.write_dir(run.checkpoints, chief)), max_to_keep=2
-    )
-    if resume:
-        latest = _restore_newest(checkpoint, run)  # the chief's checkpoints, for every worker
-        log.info("resumed from %s: epoch %d, step %d", latest, int(state.epoch.numpy()) + 1, int(optimizer.iterations.numpy()))
-    elif chief:
-        run.write_setup(config, labels, {
-            "data_dir": str(data.path.resolve()),
-            **dataclasses.asdict(handles),
-            "plan": plan,
-        })
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train) / self.config.train.batch_size)
 
-    def epoch_dataset(epoch: int, position: int):
-        return distributed_epoch(strategy, train_split, preprocessor, config, epoch, position)
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.config.train.epochs
 
-    spec = epoch_dataset(0, 0)[1].element_spec
-    step_and_apply, step_and_accumulate = train_step.function(True, spec), train_step.function(False, spec)
+    def describe(self) -> dict:
+        """What a reviewer needs before the first step; returned by --dry-run, kept in run.json."""
+        t = self.config.train
+        counts = np.bincount(self.train.labels, minlength=len(self.labels))
+        return {
+            "encoder": self.config.model.encoder,
+            "train_examples": len(self.train),
+            "validation_examples": len(self.validation),
+            "classes": len(self.labels),
+            "train_class_counts": dict(zip(self.labels, counts.tolist())),
+            "class_weights": dict(zip(self.labels, [round(float(w), 4) for w in self.class_weights])),
+            "global_batch": t.batch_size,
+            "micro_batch": t.batch_size // t.accumulation_steps,
+            "accumulation_steps": t.accumulation_steps,
+            "replicas": self.strategy.num_replicas_in_sync,
+            "steps_per_epoch": self.steps_per_epoch,
+            "epochs": t.epochs,
+            "precision": self.precision,
+            "mean_packed_length": round(float(self.train.lengths.mean()), 1),
+        }
 
-    # -- the loop
-    writer = tf.summary.create_file_writer(str(run.path / "tensorboard")) if chief else tf.summary.create_noop_writer()
-    stop = _StopOnSignal()
-    progress = Progress(total_steps, int(optimizer.iterations.numpy()))
-    patience = t.early_stopping.patience
-    started, examples_seen, window_losses, window_steps = time.perf_counter(), 0, [], 0
+    def log(self) -> None:
+        t, d = self.config.train, self.describe()
+        counts = d["train_class_counts"].values()
+        log.info("plan: %d train / %d validation examples, %d classes (%d..%d a class); global batch %d = %d "
+                 "micro-batch(es) of %d on %d replica(s); %d steps/epoch, %d epochs; mean packed length %.1f",
+                 d["train_examples"], d["validation_examples"], d["classes"], min(counts), max(counts), t.batch_size,
+                 t.accumulation_steps, d["micro_batch"], d["replicas"], d["steps_per_epoch"], t.epochs,
+                 d["mean_packed_length"])
+        if t.class_weights != "none":
+            log.info("class weights: %s", d["class_weights"])
 
-    def log_window(epoch: int, step: int, norm) -> None:
-        """The mean loss of the steps since the last log line, to the log and TensorBoard."""
-        nonlocal window_losses, window_steps
-        mean_loss = float(np.sum([x.numpy() for x in window_losses])) / window_steps
-        window_losses, window_steps = [], 0
+    def log_examples(self, count: int = 3) -> None:
+        """A few training examples as the model will see them: the word pieces of the packed input."""
+        vocab = _vocabulary(self.handles)
+        dataset = inputs.eval_batches(self.train, self.preprocessor, count, self.config.model.max_seq_length)[0]
+        order = np.argsort(self.train.lengths, kind="stable")[:count]
+        for features, _ in dataset.take(1):
+            for row, i in zip(features["input_word_ids"].numpy(), order):
+                pieces = " ".join(vocab[x] if vocab else str(x) for x in row if x != 0)
+                example = self.train_examples[i]
+                log.info("example %s [%s]: %s", example.source or i, example.label, pieces)
+
+
+@dataclass
+class Session:
+    """Everything the loop runs, built inside the strategy's scope: model, optimizer, the loop's
+    counters, the step functions, the inference engine for validation, and the checkpoint of them all.
+    `scripts/bench.py` times the same object."""
+
+    plan: Plan
+    model: Any
+    optimizer: Any
+    state: LoopState
+    train_step: TrainStep
+    engine: Engine
+    checkpoint: tf.train.Checkpoint
+    step_and_apply: Any = None  # batch -> logs; the optimizer steps (a step's last micro-batch)
+    step_and_accumulate: Any = None  # batch -> logs; gradients are added up
+
+    @classmethod
+    def build(cls, plan: Plan) -> Session:
+        t = plan.config.train
+        with plan.strategy.scope():
+            model = build_classifier(plan.config.model, len(plan.labels), seed=t.seed, encoder=plan.handles.encoder)
+            optimizer = build_optimizer(t, plan.total_steps, model.trainable_variables)
+            optimizer = precision.wrap_optimizer(optimizer, plan.precision)
+            state = LoopState.create()
+        train_step = TrainStep(model, optimizer, plan.strategy, t, plan.class_weights, xla=plan.config.runtime.xla)
+        average = train_step.average
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state),
+                                         **({"average": average.averages} if average else {}))
+        engine = Engine(model, plan.preprocessor, plan.config.model.max_seq_length, xla=plan.config.runtime.xla)
+        session = cls(plan, model, optimizer, state, train_step, engine, checkpoint)
+        spec = session.batches(0, 0)[1].element_spec
+        session.step_and_apply = train_step.function(True, spec)
+        session.step_and_accumulate = train_step.function(False, spec)
+        return session
+
+    def batches(self, epoch: int, position: int = 0):
+        """(plan of the rest of the epoch, distributed dataset of its micro-batches)."""
+        return distributed_epoch(self.plan.strategy, self.plan.train, self.plan.preprocessor, self.plan.config,
+                                 epoch, position)
+
+    def evaluated(self):
+        """What validation and the saved models see: the weights, or their average swapped in."""
+        average = self.train_step.average
+        return average.swapped_in() if average else contextlib.nullcontext()
+
+    @property
+    def epoch(self) -> int:
+        return int(self.state.epoch.numpy())
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    def finished(self) -> bool:
+        t = self.plan.config.train
+        out_of_patience = t.early_stopping.patience and int(self.state.bad_epochs.numpy()) >= t.early_stopping.patience
+        return self.epoch >= t.epochs or bool(out_of_patience)
+
+
+class _Window:
+    """Training losses since the last log line (a step's micro-batch losses sum to its mean loss)."""
+
+    def __init__(self):
+        self.losses, self.steps = [], 0
+
+    def take_mean(self) -> float:
+        """The mean loss a step over the window, which starts again (.numpy() waits for the device)."""
+        mean = float(np.sum([x.numpy() for x in self.losses])) / self.steps
+        self.losses, self.steps = [], 0
+        return mean
+
+
+def _loop(s: Session, run: RunDir, manager: tf.train.CheckpointManager) -> int:
+    """The epochs, read top to bottom; returns how many examples the optimizer stepped on."""
+    plan, t, rt = s.plan, s.plan.config.train, s.plan.config.runtime
+    writer = (tf.summary.create_file_writer(str(run.path / "tensorboard")) if plan.chief
+              else tf.summary.create_noop_writer())
+    stop, window, progress = _StopOnSignal(), _Window(), Progress(plan.total_steps, s.step)
+    examples_seen = 0
+
+    def log_window(epoch: int, step: int, logs: dict) -> None:
+        mean_loss = window.take_mean()
         _check_finite(mean_loss, step, manager)
-        rate, learning_rate = progress.examples_per_second(), float(optimizer.learning_rate.numpy())
+        rate, learning_rate = progress.examples_per_second(), float(s.optimizer.learning_rate.numpy())
         progress.line("epoch %d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s",
-                      epoch + 1, step, total_steps, mean_loss, norm.numpy(), learning_rate, rate)
+                      epoch + 1, step, plan.total_steps, mean_loss, logs["grad_norm"].numpy(), learning_rate, rate)
         summary_scalar("train/loss", mean_loss, step=step)
         summary_scalar("train/learning_rate", learning_rate, step=step)
         summary_scalar("train/examples_per_second", rate, step=step)
 
     with stop, writer.as_default():
-        while int(state.epoch.numpy()) < t.epochs and not (patience and int(state.bad_epochs.numpy()) >= patience):
-            epoch = int(state.epoch.numpy())
-            rest, dataset = epoch_dataset(epoch, int(state.position.numpy()))
+        while not s.finished():
+            epoch = s.epoch
+            rest, dataset = s.batches(epoch, int(s.state.position.numpy()))
             for i, batch in enumerate(dataset):
                 # -- forward/backward; the optimizer steps on the last micro-batch of each step
                 end_of_step = bool(rest.step_ends[i])
-                loss, norm = (step_and_apply if end_of_step else step_and_accumulate)(batch)
-                state.position.assign_add(1)
-                window_losses.append(loss)  # a step's micro-batch losses sum to its mean loss
+                logs = (s.step_and_apply if end_of_step else s.step_and_accumulate)(batch)
+                s.state.position.assign_add(1)
+                window.losses.append(logs["loss"])
                 if not end_of_step:
                     continue
-                examples = int(rest.step_sizes[i])
-                examples_seen += examples
-                window_steps += 1
-                progress.step(examples)
+                examples_seen += int(rest.step_sizes[i])
+                window.steps += 1
+                progress.step(int(rest.step_sizes[i]))
                 step = int(progress.done)
 
                 # -- log (.numpy() waits for the device: here only, never every step)
-                if step % config.runtime.log_every_steps == 0:
-                    log_window(epoch, step, norm)
+                if step % rt.log_every_steps == 0:
+                    log_window(epoch, step, logs)
 
                 # -- checkpoint now and then, and whenever asked to stop
-                if stop.requested or (config.runtime.checkpoint_every_steps
-                                      and step % config.runtime.checkpoint_every_steps == 0):
-                    _check_finite(float(loss.numpy()), step, manager)
-                    _check_weights(model, step, manager)
+                if stop.requested or (rt.checkpoint_every_steps and step % rt.checkpoint_every_steps == 0):
+                    _check_finite(float(logs["loss"].numpy()), step, manager)
+                    _check_weights(s.model, step, manager)
                     manager.save(checkpoint_number=step)
                 if stop.requested:
-                    raise TrainingInterrupted(
-                        f"stopped by {stop.requested} at step {step}; checkpoint saved. "
-                        f"Continue with: sft train --resume --run-dir {run.path}"
-                    )
+                    raise TrainingInterrupted(f"stopped by {stop.requested} at step {step}; checkpoint saved. "
+                                              f"Continue with: sft train --resume --run-dir {run.path}")
+
+            # -- every epoch logs its training loss, however few steps it had; then the weights are checked
+            if window.steps:
+                log_window(epoch, int(progress.done), logs)
+            _check_weights(s.model, int(progress.done), manager)  # before any of them is validated or saved
 
             # -- validate, keep the best model, count epochs without improvement
-            if window_steps:  # every epoch logs its training loss, however few steps it had
-                log_window(epoch, int(progress.done), norm)
-            _check_weights(model, int(progress.done), manager)  # before any of them is validated or saved
-            with evaluated():
-                record = _validate(engine, validation_split, labels, t.select_metric)
-                record |= {"epoch": epoch + 1, "step": int(optimizer.iterations.numpy())}
+            with s.evaluated():
+                record = _validate(s.engine, plan.validation, plan.labels, t.select_metric)
+                record |= {"epoch": epoch + 1, "step": s.step}
                 value = record.pop("_select")
                 # Without a validation split there is nothing to select on: the newest epoch counts as best.
-                improved = not len(validation_split) or value > float(state.best.numpy()) + t.early_stopping.min_delta
+                improved = not len(plan.validation) or value > float(s.state.best.numpy()) + t.early_stopping.min_delta
                 if improved:
-                    _save_weights(model, run, "best", chief)
+                    _save_weights(s.model, run, "best", plan.chief)
             if improved:
-                state.best.assign(value)
-                state.best_epoch.assign(epoch + 1)
-                state.bad_epochs.assign(0)
+                s.state.best.assign(value)
+                s.state.best_epoch.assign(epoch + 1)
+                s.state.bad_epochs.assign(0)
             else:
-                state.bad_epochs.assign_add(1)
-            state.epoch.assign_add(1)
-            state.position.assign(0)
-            manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
-            if chief:
+                s.state.bad_epochs.assign_add(1)
+            s.state.epoch.assign_add(1)
+            s.state.position.assign(0)
+            manager.save(checkpoint_number=s.step)
+            if plan.chief:
                 run.append_metrics(record)
                 for key, v in record.get("validation", {}).items():
-                    summary_scalar(f"validation/{key}", v, step=int(optimizer.iterations.numpy()))
+                    summary_scalar(f"validation/{key}", v, step=s.step)
             progress.line("epoch %d done: %s", epoch + 1, _format(record))
-            if patience and int(state.bad_epochs.numpy()) >= patience:
-                progress.line("early stop: no improvement of %s for %d epochs", t.select_metric, patience)
+            if s.finished() and s.epoch < t.epochs:
+                progress.line("early stop: no improvement of %s for %d epochs", t.select_metric,
+                              t.early_stopping.patience)
+    return examples_seen
 
-    # -- the last model, the fallback threshold of the best one, and what happened
-    with evaluated():
-        _save_weights(model, run, "last", chief)
-    if not chief:
+
+def _finish(s: Session, run: RunDir, manager, examples_seen: int, seconds: float) -> dict:
+    """The last model, the fallback threshold of the best one, and what happened."""
+    plan, t = s.plan, s.plan.config.train
+    with s.evaluated():
+        _save_weights(s.model, run, "last", plan.chief)
+    if not plan.chief:
         shutil.rmtree(manager.directory, ignore_errors=True)
-    if config.fallback.label is not None and len(validation_split) and chief:
-        tf.train.Checkpoint(model=model).read(str(run.weights("best"))).expect_partial()
-        fallback = choose_fallback(engine, validation_split, labels, config.fallback)
+    if plan.config.fallback.label is not None and len(plan.validation) and plan.chief:
+        tf.train.Checkpoint(model=s.model).read(str(run.weights("best"))).expect_partial()
+        fallback = choose_fallback(s.engine, plan.validation, plan.labels, plan.config.fallback)
         write_json(run.fallback_file, fallback)
         log.info("fallback '%s' below confidence %.4f: validation accuracy %.4f -> %.4f, %.1f%% answered",
                  fallback["label"], fallback["threshold"], fallback["validation_accuracy"],
                  fallback["validation_accuracy_with_fallback"], 100 * fallback["validation_answered_fraction"])
-    elapsed = time.perf_counter() - started
     summary = {
-        "epochs": int(state.epoch.numpy()),
-        "steps": int(optimizer.iterations.numpy()),
-        "steps_per_epoch": steps_per_epoch,
-        "stopped_early": int(state.epoch.numpy()) < t.epochs,
-        "train_examples": len(train_split),
-        "validation_examples": len(validation_split),
+        "epochs": s.epoch,
+        "steps": s.step,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "stopped_early": s.epoch < t.epochs,
+        "train_examples": len(plan.train),
+        "validation_examples": len(plan.validation),
         "select_metric": t.select_metric,
-        "best_epoch": int(state.best_epoch.numpy()),
-        "best_validation": float(state.best.numpy()) if len(validation_split) else None,
-        "precision": chosen_precision,
-        "train_seconds": round(elapsed, 2),
-        "examples_per_second": round(examples_seen / max(elapsed, 1e-9), 2),
+        "best_epoch": int(s.state.best_epoch.numpy()),
+        "best_validation": float(s.state.best.numpy()) if len(plan.validation) else None,
+        "precision": plan.precision,
+        "train_seconds": round(seconds, 2),
+        "examples_per_second": round(examples_seen / max(seconds, 1e-9), 2),
     }
-    if chief:
+    if plan.chief:
         write_json(run.summary_file, summary)
     return summary
 
@@ -268,11 +395,12 @@ class TrainStep:
             self.average = WeightAverage(self.variables, config.ema_decay) if config.ema_decay else None
 
     def function(self, apply: bool, spec) -> tf.types.experimental.GenericFunction:
-        """`step(batch) -> (loss, gradient norm)`; `apply`: the step's last micro-batch."""
+        """`step(batch) -> {"loss", "grad_norm"}`; `apply`: the step's last micro-batch."""
 
         def step(batch):
             loss, norm = self.strategy.run(self._replica_step, args=(*batch, apply))
-            return self.strategy.reduce("sum", loss, axis=None), self.strategy.experimental_local_results(norm)[0]
+            return {"loss": self.strategy.reduce("sum", loss, axis=None),
+                    "grad_norm": self.strategy.experimental_local_results(norm)[0]}
 
         # One signature with [None, None] inputs: batches of every length reuse one trace
         # (XLA still compiles once per shape; inputs.LENGTH_MULTIPLE bounds how many).
@@ -417,51 +545,6 @@ def _save_weights(model, run: RunDir, which: str, chief: bool) -> None:
         return
     with atomic_dir(run.weights(which).parent, replace=True) as tmp:
         tf.train.Checkpoint(model=model).write(str(tmp / run.weights(which).name))
-
-
-def _plan(config: Config, labels, train_split, validation_split, class_weights, strategy, steps_per_epoch,
-          precision_in_force: str) -> dict:
-    """What a reviewer needs before the first step; logged, and returned by --dry-run."""
-    t = config.train
-    counts = np.bincount(train_split.labels, minlength=len(labels))
-    plan = {
-        "encoder": config.model.encoder,
-        "train_examples": len(train_split),
-        "validation_examples": len(validation_split),
-        "classes": len(labels),
-        "train_class_counts": dict(zip(labels, counts.tolist())),
-        "class_weights": dict(zip(labels, [round(float(w), 4) for w in class_weights])),
-        "global_batch": t.batch_size,
-        "micro_batch": t.batch_size // t.accumulation_steps,
-        "accumulation_steps": t.accumulation_steps,
-        "replicas": strategy.num_replicas_in_sync,
-        "steps_per_epoch": steps_per_epoch,
-        "epochs": t.epochs,
-        "precision": precision_in_force,
-        "mean_packed_length": round(float(train_split.lengths.mean()), 1),
-    }
-    log.info(
-        "plan: %d train / %d validation examples, %d classes (%d..%d a class); global batch %d = %d micro-batch(es) "
-        "of %d on %d replica(s); %d steps/epoch, %d epochs; mean packed length %.1f",
-        plan["train_examples"], plan["validation_examples"], plan["classes"], counts.min(), counts.max(),
-        t.batch_size, t.accumulation_steps, plan["micro_batch"], plan["replicas"], steps_per_epoch, t.epochs,
-        plan["mean_packed_length"],
-    )
-    if t.class_weights != "none":
-        log.info("class weights: %s", plan["class_weights"])
-    return plan
-
-
-def _log_examples(examples, split: inputs.EncodedSplit, preprocessor, config: Config, handles: resolve.Handles,
-                  count: int = 3) -> None:
-    """A few training examples as the model will see them: the word pieces of the packed input."""
-    vocab = _vocabulary(handles)
-    dataset = inputs.eval_batches(split, preprocessor, count, config.model.max_seq_length)[0].take(1)
-    order = np.argsort(split.lengths, kind="stable")[:count]
-    for features, _ in dataset:
-        for row, i in zip(features["input_word_ids"].numpy(), order):
-            pieces = " ".join(vocab[x] if vocab else str(x) for x in row if x != 0)
-            log.info("example %s [%s]: %s", examples[i].source or i, examples[i].label, pieces)
 
 
 def _vocabulary(handles: resolve.Handles) -> list[str] | None:
