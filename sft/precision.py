@@ -29,7 +29,7 @@ import tensorflow as tf
 from sft.keras2 import keras
 
 # Exact GELU's erfc: in bfloat16 TensorFlow computes it an element at a time, and it took three times
-# as long as in float32 (scripts/profile_step.py: 47.8 against 12.5 ms of op time a step). Its
+# as long as in float32 (scripts/bench.py profile: 47.8 against 12.5 ms of op time a step). Its
 # gradient's erf goes with it, so that Φ(x) is computed as in the Banking77 runs that chose it (README).
 _SLOW_IN_BFLOAT16 = ("Erfc", "Erf")
 _GRAPPLER_PASS = {"mixed_bfloat16": "auto_mixed_precision_onednn_bfloat16", "mixed_float16": "auto_mixed_precision"}

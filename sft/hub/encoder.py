@@ -10,7 +10,7 @@ every intermediate of their formulas), and attention keeps q, k and v and
 computes its probabilities again in the backward pass instead of keeping them
 (they grow with the square of the length). Forward and backward passes of the
 exported MiniLM on a (32, 98) batch peak at about 1,550 MB, against 2,093 with
-autodiff's gradients (`scripts/bench_encoder.py memory`). The forward ops are
+autodiff's gradients (docs/experiments.md). The forward ops are
 the same as autodiff's: outputs are unchanged to the bit.
 """
 
@@ -233,7 +233,7 @@ class _Site:
     Each element is kept when 16 random bits reach round(rate * 2¹⁶), so one
     32-bit Philox draw serves two elements: random numbers were 9.3% of a
     float32 training step's op time, and with this and the attention's backward
-    pass drawing its mask once, 2.4% (`scripts/profile_step.py`). Kept elements
+    pass drawing its mask once, 2.4% (`scripts/bench.py profile`). Kept elements
     are scaled by 2¹⁶ / (2¹⁶ - threshold), the exact inverse of their
     probability, so the expectation is unchanged.
     """

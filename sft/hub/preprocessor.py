@@ -3,7 +3,7 @@
 Mirrors `tensorflow/bert_en_uncased_preprocess/3`: called on strings it gives the
 three encoder inputs; `tokenize` and `bert_pack_inputs` expose the two halves.
 Tokenisation runs TF Text's `FastBertTokenizer`, linear-time WordPiece: with the
-word level rebuilt, 3.75× `BertTokenizer` on Banking77 (`scripts/bench_tokenizer.py`).
+word level rebuilt, 3.75× `BertTokenizer` on Banking77 (docs/experiments.md, 2026-11-29: FastBertTokenizer).
 Lower-cased, it gives the same ids and words as `BertTokenizer`, which TF Hub's
 own preprocessors use; cased, it also splits words at no-break spaces, as the
 original BERT tokeniser does and `BertTokenizer` does not.

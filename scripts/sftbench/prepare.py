@@ -1,16 +1,15 @@
-"""Time `sft prepare` on synthetic dialogue logs: python scripts/bench_prepare.py [--rows 200000].
+"""`bench.py prepare`: time `sft prepare` on synthetic dialogue logs.
 
-Writes a CSV of ten-turn dialogues (random words, 20 labels, some HTML,
-Windows-1252 controls, zero-width spaces, repeated short replies) into a
-temporary folder, then runs the prepare function in-process with two turns of
-speaker-prefixed context, as configs/meld.yaml does. Lengths are counted in
-word pieces when the bundled MiniLM vocabulary is already in the cache, as
-`sft prepare` would. Reading the CSV is part of the time; generating it is not.
+A CSV of ten-turn dialogues (random words, 20 labels, some HTML, Windows-1252
+controls, zero-width spaces, repeated short replies) in a temporary folder,
+prepared in-process with two turns of speaker-prefixed context, as
+configs/meld.yaml does. Lengths are counted in word pieces when the bundled
+MiniLM vocabulary is already in the cache, as `sft prepare` would. Reading the
+CSV is part of the time; generating it is not.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import random
@@ -18,12 +17,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sft.config import Columns, DataConfig, ModelConfig  # noqa: E402
-from sft.hub.resolve import local_vocab  # noqa: E402
-from sft.data.prepare import format_summary, prepare  # noqa: E402
 
 TURNS = 10
 NOISE = ["<b>", "</b>", "&amp;", "\u0092", "\u200b", "  ", "\n"]
@@ -48,20 +41,16 @@ def write_rows(path: Path, rows: int, seed: int) -> None:
             writer.writerow([f"d{i // TURNS}", i % TURNS, "user" if i % 2 else "agent", text, rng.choice(labels)])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+def run(rows: int, seed: int) -> dict:
+    from sft.config import Columns, DataConfig, ModelConfig
+    from sft.data.prepare import format_summary, prepare
+    from sft.hub.resolve import local_vocab
+
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "dialogues.csv"
-        write_rows(raw, args.rows, args.seed)
-        config = DataConfig(
-            files=[str(raw)],
-            columns=Columns(dialogue_id="dialogue_id", turn="turn", speaker="speaker"),
-            context_turns=2,
-            context_speaker=True,
-        )
+        write_rows(raw, rows, seed)
+        config = DataConfig(files=[str(raw)], columns=Columns(dialogue_id="dialogue_id", turn="turn", speaker="speaker"),
+                            context_turns=2, context_speaker=True)
         vocab = local_vocab(ModelConfig())
         started = time.perf_counter()
         report = prepare(config, Path(scratch) / "prepared", vocab=vocab)
@@ -69,8 +58,6 @@ def main() -> None:
     print(format_summary(report, "(temporary folder)"), file=sys.stderr)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"{report['rows_read']} rows in {seconds:.1f} s: {report['rows_read'] / seconds:,.0f} rows/s "
-          f"(one process, {cores} cores visible; lengths in {report['lengths']['unit']})")
-
-
-if __name__ == "__main__":
-    main()
+          f"(one process, {cores} cores visible; lengths in {report['lengths']['unit']})", file=sys.stderr)
+    return {"rows": report["rows_read"], "seconds": seconds, "prepare_rows_per_s": report["rows_read"] / seconds,
+            "length_unit": report["lengths"]["unit"]}
