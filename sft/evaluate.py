@@ -32,12 +32,12 @@ def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = No
     trained = load_trained(run, which)
     metrics = score(trained, examples)
     metrics.update({"split": name, "data": str(path), "model": which})
-    write_text(run.path / f"eval_{name}_errors.csv", _errors_csv(examples, metrics.pop("_predictions")))
+    write_text(run.errors_file(name), _errors_csv(examples, metrics.pop("_predictions")))
     write_json(run.eval_file(name), metrics)
     if report:
         from sft.report import write_report
 
-        metrics["report"] = str(write_report(run.path / f"report_{name}", metrics, run.path.name))
+        metrics["report"] = str(write_report(run.report_dir(name), metrics, run.path.name))
         write_json(run.eval_file(name), metrics)
     return metrics
 

@@ -5,6 +5,7 @@
       labels.json          class names; a class id is its index
       run.json             where the prepared data came from, and the resolved model handles
       checkpoints/         tf.train.CheckpointManager: model, optimizer, step, epoch (for --resume)
+      tensorboard/         training and validation scalars
       model/best/          weights of the epoch with the best validation metric (evaluate's default)
       model/last/          weights after the last epoch
       metrics.jsonl        one line a validation pass
@@ -60,8 +61,18 @@ class RunDir:
         """Checkpoint prefix of the `best` or `last` model weights."""
         return self.path / "model" / which / "weights"
 
+    @property
+    def tensorboard(self) -> Path:
+        return self.path / "tensorboard"
+
     def eval_file(self, split: str) -> Path:
         return self.path / f"eval_{split}.json"
+
+    def errors_file(self, split: str) -> Path:
+        return self.path / f"eval_{split}_errors.csv"
+
+    def report_dir(self, split: str) -> Path:
+        return self.path / f"report_{split}"
 
     # --- creating and opening -------------------------------------------------
 

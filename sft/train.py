@@ -256,7 +256,7 @@ class _Window:
 def _loop(s: Session, run: RunDir, manager: tf.train.CheckpointManager) -> int:
     """The epochs, read top to bottom; returns how many examples the optimizer stepped on."""
     plan, t, rt = s.plan, s.plan.config.train, s.plan.config.runtime
-    writer = (tf.summary.create_file_writer(str(run.path / "tensorboard")) if plan.chief
+    writer = (tf.summary.create_file_writer(str(run.tensorboard)) if plan.chief
               else tf.summary.create_noop_writer())
     stop, window, progress = _StopOnSignal(), _Window(), Progress(plan.total_steps, s.step)
     examples_seen = 0
