@@ -58,8 +58,8 @@ def main() -> None:
     parser.add_argument("--output", default=str(ROOT / "runs" / "bench.json"), help="where `all` writes its JSON")
     parser.add_argument("--hf-python", help="python of an environment with torch and transformers (optional)")
     parser.add_argument("--rounds", type=int, default=1, help="run every phase this many times, alternating; keep the fastest")
-    parser.add_argument("--precision", default=None, choices=["float32", "mixed_bfloat16"],
-                        help="memory, profile: the step's precision [memory: mixed_bfloat16; profile: float32]")
+    parser.add_argument("--precision", default=None, choices=["auto", "float32", "mixed_bfloat16"],
+                        help="memory, profile: the step's precision [memory: auto; profile: float32]")
     parser.add_argument("--max-seq-length", type=int, default=sftbench.MAX_LENGTH, help="memory")
     parser.add_argument("--length-multiple", type=int, default=1, help="memory: round each batch's length up to this")
     parser.add_argument("--steps", type=int, default=40, help="profile: steps profiled after 10 warm-up steps")
@@ -94,7 +94,7 @@ def _in_process(args) -> dict:
         if args.command == "memory":
             from sftbench import memory
 
-            return memory.run(args.precision or "mixed_bfloat16", args.max_seq_length, args.length_multiple)
+            return memory.run(args.precision or "auto", args.max_seq_length, args.length_multiple)
         if args.command == "profile":
             from sftbench import profile
 
@@ -141,12 +141,28 @@ def _phase_commands(args):
     """(phase name, command) for each phase of one round: sft's, then Transformers' if asked for."""
     quick = ["--quick"] if args.quick else []
     data = ["--data", args.data]
-    for phase in COMMAND_PHASES[args.command]:
+    for phase in _runnable(COMMAND_PHASES[args.command]):
         yield phase, [sys.executable, __file__, "--phase", phase] + data + quick
     for phase in HF_PHASES if args.hf_python else ():
         if phase in COMMAND_PHASES[args.command]:
             yield f"hf_{phase}", [args.hf_python, str(ROOT / "scripts" / "bench_hf.py"), "--phase", phase,
                                   "--model-dir", str(sftbench.minilm_dir())] + data + quick
+
+
+def _runnable(phases: list[str]) -> list[str]:
+    """`phases` less train_bfloat16 where this machine refuses mixed_bfloat16 (no AVX-512, or a GPU)."""
+    if "train_bfloat16" not in phases:
+        return phases
+    import sft  # noqa: F401  (tf-keras before TensorFlow)
+    from sft import hardware
+    from sft.errors import ConfigError
+
+    try:
+        hardware.choose_precision("mixed_bfloat16", hardware.detect())
+    except ConfigError as e:
+        print(f"  train_bfloat16: skipped ({e})", file=sys.stderr)
+        return [p for p in phases if p != "train_bfloat16"]
+    return phases
 
 
 def _speed(phase: str, result: dict) -> float:
@@ -163,7 +179,7 @@ def _fastest(phase: str, runs: list[dict]) -> dict:
 
 def _summary(r: dict, quick: bool) -> dict:
     peak = max(r["matmul"]["tensorflow_gflops"], r["matmul"]["numpy_gflops"])
-    train, naive, bf16 = r["train"], r["naive_train"], r["train_bfloat16"]
+    train, naive, bf16 = r["train"], r["naive_train"], r.get("train_bfloat16")
     return {
         "quick": quick,
         "matmul_gflops": peak,
@@ -176,10 +192,11 @@ def _summary(r: dict, quick: bool) -> dict:
         "train_gflops": train["useful_gflops"],
         "train_fraction_of_peak": train["useful_gflops"] / peak,
         "matmul_tensorflow_bfloat16_gflops": r["matmul"]["tensorflow_bfloat16_gflops"],
-        "train_bfloat16_examples_per_s": bf16["examples_per_s"],
-        "train_bfloat16_gflops": bf16["useful_gflops"],
-        "train_bfloat16_fraction_of_peak": bf16["useful_gflops"] / peak,
-        "train_bfloat16_speedup_over_naive": bf16["examples_per_s"] / naive["examples_per_s"],
+        # None where this machine refuses mixed_bfloat16 (no AVX-512, or a GPU): the phase is skipped.
+        "train_bfloat16_examples_per_s": bf16 and bf16["examples_per_s"],
+        "train_bfloat16_gflops": bf16 and bf16["useful_gflops"],
+        "train_bfloat16_fraction_of_peak": bf16 and bf16["useful_gflops"] / peak,
+        "train_bfloat16_speedup_over_naive": bf16 and bf16["examples_per_s"] / naive["examples_per_s"],
         "naive_train_examples_per_s": naive["examples_per_s"],
         "naive_train_padding_fraction": naive["padding_fraction"],
         "naive_train_gflops": naive["useful_gflops"],
@@ -208,7 +225,8 @@ def _hf_summary(r: dict) -> dict:
         "hf_infer_texts_per_s": r["hf_infer"]["infer_texts_per_s"],
         "hf_tokenize_texts_per_s": r["hf_tokenize"]["tokenize_texts_per_s"],
         "train_over_hf": r["train"]["examples_per_s"] / hf_train["examples_per_s"],
-        "train_bfloat16_over_hf_bfloat16": r["train_bfloat16"]["examples_per_s"] / hf_bf16["examples_per_s"],
+        "train_bfloat16_over_hf_bfloat16": ("train_bfloat16" in r or None)
+        and r["train_bfloat16"]["examples_per_s"] / hf_bf16["examples_per_s"],
         "infer_over_hf": r["infer"]["infer_texts_per_s"] / r["hf_infer"]["infer_texts_per_s"],
         # The same useful work a text, done twice as fast as Transformers: what fraction of the peak that takes.
         "infer_2x_hf_fraction_of_peak": 2 * r["hf_infer"]["infer_texts_per_s"] / r["infer"]["infer_texts_per_s"]
@@ -229,12 +247,14 @@ def _table(s: dict) -> str:
          f"{s['ceiling_train_fraction_of_peak']:.0%} of peak"),
         ("train, sft, runtime.precision: mixed_bfloat16",
          f"{s['train_bfloat16_examples_per_s']:.1f} examples/s, {s['train_bfloat16_gflops']:.1f} useful GFLOP/s, "
-         f"{s['train_bfloat16_fraction_of_peak']:.0%} of the float32 peak"),
+         f"{s['train_bfloat16_fraction_of_peak']:.0%} of the float32 peak"
+         if s["train_bfloat16_examples_per_s"] is not None else "skipped: this machine refuses mixed_bfloat16"),
         ("  (bfloat16 matmul, TensorFlow, for reference)", f"{s['matmul_tensorflow_bfloat16_gflops']:.0f} GFLOP/s"),
         ("train, naive (padded to 128)",
          f"{s['naive_train_examples_per_s']:.1f} examples/s, {s['naive_train_padding_fraction']:.0%} padding"),
         ("  speed-up of sft over naive (float32 / bfloat16)",
-         f"{s['train_speedup_over_naive']:.2f}x / {s['train_bfloat16_speedup_over_naive']:.2f}x"),
+         f"{s['train_speedup_over_naive']:.2f}x / " + (f"{s['train_bfloat16_speedup_over_naive']:.2f}x"
+                                                       if s["train_bfloat16_speedup_over_naive"] else "-")),
         ("inference (sft predict path, batch 64)",
          f"{s['infer_texts_per_s']:.0f} texts/s, {s['infer_gflops']:.1f} useful GFLOP/s, "
          f"{s['infer_fraction_of_peak']:.0%} of peak"),
@@ -247,7 +267,8 @@ def _table(s: dict) -> str:
         rows += [
             ("Transformers + PyTorch: train (float32 / bfloat16 autocast)",
              f"{s['hf_train_examples_per_s']:.1f} / {s['hf_train_bfloat16_examples_per_s']:.1f} examples/s; "
-             f"sft {s['train_over_hf']:.2f}x / {s['train_bfloat16_over_hf_bfloat16']:.2f}x"),
+             f"sft {s['train_over_hf']:.2f}x / "
+             + (f"{s['train_bfloat16_over_hf_bfloat16']:.2f}x" if s["train_bfloat16_over_hf_bfloat16"] else "-")),
             ("Transformers + PyTorch: inference, tokenisation",
              f"{s['hf_infer_texts_per_s']:.0f} texts/s (sft {s['infer_over_hf']:.2f}x), "
              f"{s['hf_tokenize_texts_per_s']:.0f} texts/s (sft {s['tokenize_over_hf']:.2f}x)"),

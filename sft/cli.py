@@ -5,6 +5,7 @@ TensorFlow is imported inside the commands that need it, so `sft --help` stays f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -97,7 +98,7 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
     from sft.config import load_config
     from sft.data.prepared import PreparedDir
     from sft.errors import ConfigError
-    from sft.rundir import RunDir
+    from sft.rundir import RunDir, is_chief
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -105,7 +106,12 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
         if not run_dir and not config_path:
             raise ConfigError("--resume needs --run-dir (or the --config that names train.run_dir)")
         run = RunDir.open(run_dir or load_config(config_path, overrides).train.run_dir)
-        config = run.config()  # a resumed run keeps the experiment it started with
+        config = run.config()  # a resumed run keeps the experiment it started with...
+        chosen = run.run_info().get("plan", {}).get("precision")
+        # ...and the precision auto chose for it: a run does not change precision halfway (and float16's
+        # loss scale is part of its checkpoints).
+        if chosen and config.runtime.precision == "auto":
+            config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, precision=chosen))
         data = PreparedDir.open(data_dir or run.run_info()["data_dir"])
     else:
         if not config_path:
@@ -113,9 +119,6 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
         config = load_config(config_path, overrides)
         data = PreparedDir.open(data_dir or config.data.prepared_dir, config_path)
         path = run_dir or config.train.run_dir
-        startup.import_tensorflow()
-        from sft.runtime import is_chief
-
         # Other workers of a multi-worker run share the chief's --run-dir but never write to it.
         run = RunDir(Path(path)) if dry_run or not is_chief() else RunDir.new(path, overwrite=overwrite)
 
@@ -188,8 +191,8 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
     elif input_file or (not texts and not sys.stdin.isatty()):
         with click.open_file(input_file or "-", "rb") as f:
             name = input_file if input_file not in (None, "-") else "<stdin>"
-            lines = (decode_line(raw, name, n) for n, raw in enumerate(f, 1))
-            examples += [Example(clean_text(line), "") for line in lines if clean_text(line)]
+            cleaned = (clean_text(decode_line(raw, name, n)) for n, raw in enumerate(f, 1))
+            examples += [Example(text, "") for text in cleaned if text]
     if not examples:
         raise click.UsageError("give --text, --input, or texts on standard input")
     startup.import_tensorflow()

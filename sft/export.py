@@ -26,7 +26,6 @@ from sft.hub.encoder import input_signature
 from sft.trained import TrainedRun
 
 
-
 class ServingModule(tf.Module):
     def __init__(self, trained: TrainedRun, labels_file: Path, threshold: float | None, fallback: str | None):
         super().__init__(name="sft_classifier")

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("sft")
 
 
 def write_text(path: str | Path, text: str) -> None:
@@ -17,7 +22,7 @@ def write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path, "tmp"), dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -43,15 +48,15 @@ def is_nonempty_dir(path: str | Path) -> bool:
 def atomic_dir(out: str | Path, replace: bool = False) -> Iterator[Path]:
     """Build a folder under a temporary name beside `out`, then rename it into place.
 
-    A crash leaves `out` as it was, and the temporary folder carries the
-    process id, so the next build removes what a dead process left. An existing
-    `out` is swapped out only when `replace` is set, and only once the new
-    folder is complete.
+    A crash leaves `out` as it was, and the temporary folder carries the host
+    and process id, so the next build removes what a dead process left. An
+    existing `out` is swapped out only when `replace` is set, and only once the
+    new folder is complete.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(out, "tmp"), dir=out.parent))
     try:
         tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; a serving account must read an export
         yield tmp
@@ -66,8 +71,9 @@ def atomic_dir(out: str | Path, replace: bool = False) -> Iterator[Path]:
 
 
 def replace_dir(out: Path, new: Path | None = None) -> None:
-    """Swap `out` for `new` (or for nothing): renamed aside first, then deleted."""
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.parent))
+    """Swap `out` for `new` (or for nothing): renamed aside first, then deleted. A crash between
+    the two renames leaves the old folder aside, and `remove_leftovers` puts it back."""
+    old = Path(tempfile.mkdtemp(prefix=_temporary_prefix(out, "old"), dir=out.parent))
     os.rename(out, old / out.name)
     if new is not None:
         os.rename(new, out)
@@ -75,18 +81,37 @@ def replace_dir(out: Path, new: Path | None = None) -> None:
 
 
 def remove_leftovers(out: Path) -> list[Path]:
-    """Remove the temporary files and folders beside `out` that a crashed process left; return them."""
+    """Clear what a crashed process left beside `out`; return what it removed.
+
+    Only names this host made are judged, and only those of processes no
+    longer running: another machine sharing the folder may still be writing its
+    own. A folder set aside by `replace_dir` goes back into place if `out` is
+    missing (the crash came between its two renames), else it is removed.
+    """
     removed = []
-    for leftover in out.parent.glob(f".{out.name}.*-*"):
-        kind, _, rest = leftover.name[len(out.name) + 2:].partition("-")
-        pid = rest.partition("-")[0]
-        if kind in ("tmp", "old") and pid.isdigit() and not _alive(int(pid)):
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-            removed.append(leftover)
+    for leftover in sorted(out.parent.glob(f".{out.name}.*-*@{_HOST}-*")):
+        kind, _, owner = leftover.name[len(out.name) + 2:].partition("-")
+        pid = owner.partition("@")[0]
+        if kind not in ("tmp", "old") or not pid.isdigit() or _alive(int(pid)):
+            continue
+        if kind == "old" and not out.exists() and (leftover / out.name).exists():
+            os.rename(leftover / out.name, out)
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    if removed:
+        log.info("removed what a crashed process left: %s", ", ".join(p.name for p in removed))
     return removed
+
+
+# In temporary names: letters, digits and underscores only, so that the name still parses.
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def _temporary_prefix(out: Path, kind: str) -> str:
+    return f".{out.name}.{kind}-{os.getpid()}@{_HOST}-"
 
 
 def _alive(pid: int) -> bool:
@@ -100,6 +125,11 @@ def _alive(pid: int) -> bool:
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
+    """The process umask, read without changing it (os.umask can only set it, racing other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0)  # not Linux: set it to read it, and put it back at once
     os.umask(mask)
     return mask

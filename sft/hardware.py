@@ -85,6 +85,6 @@ def _cpu_flags() -> frozenset[str]:
     if not cpuinfo.is_file():
         return frozenset()  # not Linux: no fast 16-bit units known, so auto stays float32
     for line in cpuinfo.read_text(errors="replace").splitlines():
-        if line.startswith("flags"):
+        if line.startswith(("flags", "Features")):  # x86, Arm
             return frozenset(line.partition(":")[2].split())
     return frozenset()

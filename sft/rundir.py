@@ -17,12 +17,13 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from sft.config import Config, config_from_dict
 from sft.errors import RunDirError
-from sft.files import is_nonempty_dir, replace_dir, write_json, write_text
+from sft.files import is_nonempty_dir, remove_leftovers, replace_dir, write_json, write_text
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class RunDir:
     def claim(self) -> None:
         """Make the folder this run writes into; an old run there is removed now, not before:
         a start that fails on its config, data or model leaves the old run as it was."""
+        remove_leftovers(self.path)
         if is_nonempty_dir(self.path):
             replace_dir(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -128,3 +130,18 @@ class RunDir:
 
     def has_weights(self, which: str) -> bool:
         return self.weights(which).with_suffix(".index").is_file()
+
+
+def is_chief() -> bool:
+    """Only the chief writes metrics, summaries and models; the others compute alongside.
+
+    Read from TF_CONFIG, as the multi-worker strategy reads it: the `chief` task,
+    or worker 0 when the cluster names no chief; a single process is its own chief.
+    """
+    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    task = config.get("task", {})
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in config.get("cluster", {})

@@ -6,7 +6,6 @@ multi-GPU box and a cluster by changing only the `runtime` section.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -16,6 +15,7 @@ import tensorflow as tf
 
 from sft import hardware, precision
 from sft.config import RuntimeConfig
+from sft.rundir import is_chief  # noqa: F401  (runtime.is_chief, as before)
 
 log = logging.getLogger("sft")
 
@@ -64,21 +64,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
-
-
-def is_chief() -> bool:
-    """Only the chief writes metrics, summaries and models; the others compute alongside.
-
-    Read from TF_CONFIG, as the multi-worker strategy reads it: the `chief` task,
-    or worker 0 when the cluster names no chief; a single process is its own chief.
-    """
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task", {})
-    if not task:
-        return True
-    if task.get("type") == "chief":
-        return True
-    return task.get("type") == "worker" and int(task.get("index", 0)) == 0 and "chief" not in config.get("cluster", {})
 
 
 def write_dir(path: Path, chief: bool) -> Path:

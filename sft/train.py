@@ -2,7 +2,7 @@
 
 Read top down: `train` plans (`Plan`: runtime, data, sizes; the dry run stops
 there), builds (`Session`: model, optimizer, step functions, checkpoint; the
-benchmark times the same object), runs the loop (`_loop`) and finishes
+benchmark builds its training phases from it), runs the loop (`_loop`) and finishes
 (`_finish`: last model, fallback threshold, summary). The loop owns
 checkpointing, validation, model selection, early stopping and logging; the
 step functions only compute and return a dict of logs. Everything a resumed run needs (model,
@@ -32,7 +32,8 @@ from sft.averaging import WeightAverage
 from sft.config import Config, TrainConfig
 from sft.data.prepared import PreparedDir
 from sft.engine import Engine
-from sft.errors import CheckpointError, DataError, RunDirError, TrainingDiverged, TrainingInterrupted, one_line
+from sft.errors import (CheckpointError, ConfigError, DataError, RunDirError, TrainingDiverged,
+                        TrainingInterrupted, one_line)
 from sft.fallback import choose_fallback
 from sft.files import atomic_dir, write_json
 from sft.hub import resolve
@@ -185,7 +186,7 @@ class Plan:
 class Session:
     """Everything the loop runs, built inside the strategy's scope: model, optimizer, the loop's
     counters, the step functions, the inference engine for validation, and the checkpoint of them all.
-    `scripts/bench.py` times the same object."""
+    `scripts/bench.py` builds its training phases from it (with batches of its own)."""
 
     plan: Plan
     model: Any
@@ -491,8 +492,6 @@ def _class_weights(t: TrainConfig, labels: list[str], train_labels: np.ndarray) 
     elif t.class_weights == "table":
         unknown = sorted(set(t.class_weight_table) - set(labels))
         if unknown:
-            from sft.errors import ConfigError
-
             raise ConfigError(f"train.class_weight_table names unknown labels {unknown} (labels: {', '.join(labels)})")
         weights = np.array([t.class_weight_table.get(label, 1.0) for label in labels])
     else:

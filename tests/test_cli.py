@@ -42,11 +42,15 @@ def test_errors_that_need_no_model_come_before_tensorflow(tmp_path):
         (run / name).write_text(text)
     (tmp_path / "exported").mkdir()
     (tmp_path / "exported" / "saved_model.pb").write_text("")
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared" / "labels.json").write_text('["a", "b"]')
+    (tmp_path / "c.yaml").write_text(f"data: {{prepared_dir: {tmp_path / 'prepared'}}}\ntrain: {{run_dir: {run}}}\n")
     cases = [
         (["evaluate", "--run-dir", str(tmp_path / "does-not-exist")], RunDirError.exit_code),
         (["evaluate", "--run-dir", str(other_tool)], RunDirError.exit_code),
         (["predict", "--run-dir", str(run)], 2),  # no text given, empty standard input
         (["export", "--run-dir", str(run), "--out", str(tmp_path / "exported")], RunDirError.exit_code),
+        (["train", "--config", str(tmp_path / "c.yaml")], RunDirError.exit_code),  # the run exists already
     ]
     code = (
         "import json, sys; from click.testing import CliRunner; from sft.cli import main\n"

@@ -127,3 +127,20 @@ def test_a_run_is_loaded_with_the_handles_it_recorded(trained, tmp_path):
     shutil.copytree(trained / "run", run_dir, dirs_exist_ok=True)
     (run_dir / "run.json").write_text(json.dumps(info | {"encoder": str(tmp_path / "elsewhere")}))
     assert json.loads(run("evaluate", "--run-dir", run_dir, "--json").stdout)["accuracy"] == expected
+
+
+def test_a_resumed_run_keeps_the_precision_auto_chose_for_it(trained, tmp_path, monkeypatch):
+    import shutil
+
+    from sft import hardware
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained / "run", run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    info["plan"]["precision"] = "mixed_bfloat16"  # as if started on a CPU with AMX, under precision auto
+    (run_dir / "run.json").write_text(json.dumps(info))
+    (run_dir / "config.yaml").write_text((run_dir / "config.yaml").read_text().replace("precision: float32",
+                                                                                          "precision: auto"))
+    monkeypatch.setattr(hardware, "detect", lambda: hardware.Hardware(frozenset({"avx2"})))  # resumed elsewhere
+    result = run("train", "--resume", "--run-dir", run_dir, code=3)  # not float32 quietly, halfway through
+    assert "mixed_bfloat16 does nothing on this CPU" in result.stderr

@@ -28,6 +28,7 @@ def fails(*args, code: int, input: str | bytes | None = None) -> str:
     """Run `sft ARGS`, check the exit code, and that stderr ends in one error line (after the log lines
     of a command that got as far as logging) with no traceback; that line."""
     result = sft_cli(*args, code=code, input=input)
+    assert isinstance(result.exception, SystemExit), result.exception  # not an exception that escaped the CLI
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and result.stderr.endswith(errors[0] + "\n"), result.stderr
     assert "Traceback" not in result.stderr and len(errors[0]) <= MAX_MESSAGE + len("error: ")
@@ -60,8 +61,9 @@ def alias_bomb(levels: int) -> str:
 ])
 def test_an_alias_bomb_under_a_typed_key_fails_in_one_short_line(tmp_path, levels, message):
     (tmp_path / "c.yaml").write_text(alias_bomb(levels))
-    assert message in fails("prepare", "--config", tmp_path / "c.yaml", code=ConfigError.exit_code)
-    assert not (tmp_path / "prepared").exists()
+    assert message in fails("prepare", "--config", tmp_path / "c.yaml", "--out", tmp_path / "p",
+                            code=ConfigError.exit_code)
+    assert not (tmp_path / "p").exists()
 
 
 @settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -138,13 +140,13 @@ def test_the_last_model_of_an_unfinished_run_is_explained(fake_run):
 def test_outputs_follow_the_users_umask(tmp_path):
     write_csv(tmp_path / "d.csv", [{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(10)])
     (tmp_path / "c.yaml").write_text(f"data: {{files: [{tmp_path / 'd.csv'}]}}\n")
-    previous = os.umask(0o022)
+    previous = os.umask(0o027)  # not the usual 022: a hard-coded mode would not pass
     try:
         sft_cli("prepare", "--config", tmp_path / "c.yaml", "--out", tmp_path / "p")
     finally:
         os.umask(previous)
-    assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o755
-    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "p").iterdir()} == {0o644}
+    assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o750
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "p").iterdir()} == {0o640}
 
 
 # -- runs ------------------------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_resume_falls_back_past_a_corrupt_checkpoint(trained_project, tmp_path, 
     checkpoints = sorted((run / "checkpoints").glob("ckpt-*.index"), key=lambda p: int(p.stem.split("-")[1]))
     assert len(checkpoints) == 2
     newest = checkpoints[-1].with_suffix("")
-    for prefix in checkpoints if damage == "truncate_all" else [checkpoints[-1]]:
+    for prefix in {"truncate_data": [checkpoints[-1]], "flip_index": [], "truncate_all": checkpoints}[damage]:
         data = next(prefix.parent.glob(prefix.stem + ".data-*"))
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     if damage == "flip_index":
@@ -240,19 +242,33 @@ def test_resume_falls_back_past_a_corrupt_checkpoint(trained_project, tmp_path, 
     result = sft_cli("train", "--resume", "--run-dir", run, "--json")
     assert f"skipped checkpoint(s) that do not restore: {newest.name}" in result.stderr
     assert f"resumed from {checkpoints[0].with_suffix('')}" in result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_prepare_removes_what_a_crashed_prepare_left(tmp_path):
+    from sft.files import _HOST
+
     write_csv(tmp_path / "d.csv", [{"text": f"text {i}", "label": "ab"[i % 2]} for i in range(10)])
     (tmp_path / "c.yaml").write_text(f"data: {{files: [{tmp_path / 'd.csv'}]}}\n")
-    dead = tmp_path / ".p.tmp-999999999-abcd"  # no such process
+    dead = tmp_path / f".p.tmp-999999999@{_HOST}-abcd"  # no such process on this host
     dead.mkdir()
     (dead / "train.jsonl").write_text("half")
-    live = tmp_path / f".p.tmp-{os.getpid()}-abcd"  # a live process's: not ours to remove
+    live = tmp_path / f".p.tmp-{os.getpid()}@{_HOST}-abcd"  # a live process's: not ours to remove
+    elsewhere = tmp_path / ".p.tmp-999999999@another_host-abcd"  # another machine's: it may still be writing
     live.mkdir()
+    elsewhere.mkdir()
     sft_cli("prepare", "--config", tmp_path / "c.yaml", "--out", tmp_path / "p")
-    assert not dead.exists() and live.exists() and (tmp_path / "p" / "train.jsonl").is_file()
+    assert not dead.exists() and live.exists() and elsewhere.exists()
+    assert (tmp_path / "p" / "train.jsonl").is_file()
+
+
+def test_a_crash_between_the_two_renames_of_a_swap_puts_the_old_folder_back(tmp_path):
+    from sft.files import _HOST, remove_leftovers
+
+    aside = tmp_path / f".best.old-999999999@{_HOST}-abcd"  # replace_dir renamed `best` here, then died
+    (aside / "best").mkdir(parents=True)
+    (aside / "best" / "weights.index").write_text("the old weights")
+    remove_leftovers(tmp_path / "best")
+    assert (tmp_path / "best" / "weights.index").read_text() == "the old weights" and not aside.exists()
 
 
 # -- the network -----------------------------------------------------------------------------------
@@ -326,3 +342,18 @@ def test_ctrl_c_outside_training_exits_130(tmp_path, monkeypatch):
     monkeypatch.setattr(prepare, "prepare", interrupted)
     (tmp_path / "c.yaml").write_text("data: {files: [x.csv]}\n")
     assert sft_cli("prepare", "--config", tmp_path / "c.yaml", code=130).stderr == "interrupted\n"
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan"])
+def test_a_bad_download_timeout_is_a_config_error_that_changes_nothing(value, monkeypatch):
+    import logging
+    import socket
+
+    from sft.hub import resolve
+
+    monkeypatch.setenv("SFT_DOWNLOAD_TIMEOUT", value)
+    absl, timeout = logging.getLogger("absl"), socket.getdefaulttimeout()
+    before = (absl.level, absl.propagate, list(absl.handlers))
+    with pytest.raises(ConfigError, match=f"SFT_DOWNLOAD_TIMEOUT='{value}' is not a positive number"):
+        resolve.load("https://127.0.0.1:9/bert", "encoder")
+    assert (absl.level, absl.propagate, list(absl.handlers)) == before and socket.getdefaulttimeout() == timeout

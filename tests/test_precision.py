@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import re
 from pathlib import Path
 
@@ -83,9 +84,9 @@ def test_explicit_precision_that_would_do_nothing_is_refused(requested, machine,
 
 def test_the_cpu_flags_are_read_from_this_machine():
     flags = hardware.detect().cpu_flags
-    if Path("/proc/cpuinfo").is_file():
+    if platform.machine() in ("x86_64", "AMD64") and Path("/proc/cpuinfo").is_file():
         assert "sse2" in flags  # every x86-64 CPU has it
-    else:
+    elif not Path("/proc/cpuinfo").is_file():
         assert flags == frozenset()
 
 

@@ -41,9 +41,11 @@ def step(precision: str, steps: int, top: int, by: str) -> dict:
 
 
 def forward(run_dir: Path, precision: str, top: int) -> dict:
-    import sft.precision
+    from sft import hardware
+    from sft import precision as precisions
 
-    sft.precision.configure(precision)  # before the first trace, as `sft` does
+    precision = hardware.choose_precision(precision, hardware.detect()).precision  # auto, or refused here
+    precisions.configure(precision)  # before the first trace, as `sft` does
     import tensorflow as tf
 
     from sft import inputs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import math
 import os
 import socket
 import time
@@ -133,9 +134,10 @@ def load(handle: str, kind: Kind):
 
     resolved = resolve_handle(handle, kind)
     remote = resolved.startswith(REMOTE_PREFIXES)
+    timeout = download_timeout() if remote else None  # a bad setting fails here, before anything is changed
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         try:
-            with _download_settings(remote):
+            with _download_settings(timeout):
                 return hub.load(resolved)
         except Exception as e:  # hub and TF raise many types; all mean "cannot load this handle"
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -144,40 +146,44 @@ def load(handle: str, kind: Kind):
                             DOWNLOAD_ATTEMPTS, attempt)
                 time.sleep(attempt)
                 continue
-            hint = (f"; check the URL and the network, or raise SFT_DOWNLOAD_TIMEOUT (now {download_timeout():g} s)"
+            hint = (f"; check the URL and the network, or raise SFT_DOWNLOAD_TIMEOUT (now {timeout:g} s)"
                     if remote and _transient(e) else "")
             raise HubError(f"cannot load {kind} '{handle}': {first_line}{hint}") from None
 
 
 def download_timeout() -> float:
     """Seconds a download may wait for the server's next bytes: $SFT_DOWNLOAD_TIMEOUT, default 60."""
+    text = os.environ.get("SFT_DOWNLOAD_TIMEOUT") or "60"
     try:
-        return float(os.environ.get("SFT_DOWNLOAD_TIMEOUT") or 60)
+        seconds = float(text)
     except ValueError:
-        raise ConfigError(f"SFT_DOWNLOAD_TIMEOUT='{os.environ['SFT_DOWNLOAD_TIMEOUT']}' is not a number "
-                          "of seconds") from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"SFT_DOWNLOAD_TIMEOUT='{text}' is not a positive number of seconds")
+    return seconds
 
 
 @contextlib.contextmanager
-def _download_settings(remote: bool):
+def _download_settings(timeout: float | None):
     """While TF Hub downloads: every socket read times out, and its progress lines reach the log.
 
     TF Hub calls urlopen without a timeout, so a server that accepts and never
     answers would hold the command forever; urlopen falls back to the default.
+    None: a local folder, nothing to change.
     """
-    if not remote:
+    if timeout is None:
         yield
         return
     hub_log, progress = logging.getLogger("absl"), _ForwardTo(log)
-    level, propagate, timeout = hub_log.level, hub_log.propagate, socket.getdefaulttimeout()
-    hub_log.setLevel(logging.INFO)  # "Downloading ...: 12.3MB" every 15 s, and "Downloaded ..."
-    hub_log.addHandler(progress)
-    hub_log.propagate = False  # said once, through sft's log
-    socket.setdefaulttimeout(download_timeout())
+    level, propagate, previous_timeout = hub_log.level, hub_log.propagate, socket.getdefaulttimeout()
     try:
+        hub_log.setLevel(logging.INFO)  # "Downloading ...: 12.3MB" every 15 s, and "Downloaded ..."
+        hub_log.addHandler(progress)
+        hub_log.propagate = False  # said once, through sft's log
+        socket.setdefaulttimeout(timeout)
         yield
     finally:
-        socket.setdefaulttimeout(timeout)
+        socket.setdefaulttimeout(previous_timeout)
         hub_log.removeHandler(progress)
         hub_log.setLevel(level)
         hub_log.propagate = propagate
@@ -199,7 +205,7 @@ def _transient(error: Exception) -> bool:
 
     if isinstance(error, urllib.error.HTTPError):
         return error.code >= 500
-    return isinstance(error, (TimeoutError, ConnectionError, urllib.error.URLError, socket.timeout))
+    return isinstance(error, (TimeoutError, ConnectionError, urllib.error.URLError))
 
 
 def materialise_bundled(name: str) -> Path:
