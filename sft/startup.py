@@ -5,16 +5,17 @@ Loading TensorFlow prints, from C++ before any Python logger exists (so
 oneDNN's round-off notice, and, on a machine without NVIDIA drivers, "could not
 find cuda drivers" and a failed `cuInit`. None of them asks anything of a user.
 `import_tensorflow` runs the import and the device probe with file descriptor
-2 redirected, then passes on every line it does not know, so a real error still
-shows. A user who sets `TF_CPP_MIN_LOG_LEVEL` gets TensorFlow's output as it is.
+2 sent through a filter that passes on every line it does not know, so a real
+error still shows. A user who sets `TF_CPP_MIN_LOG_LEVEL` gets TensorFlow's
+output as it is.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
-import tempfile
 
 
 _NOTICES = [
@@ -29,32 +30,56 @@ _NO_DRIVER = re.compile(r"^E\d{4} [\d:. ]+\d+ cuda_(platform|driver|executor)\.c
 _loaded = False
 
 
-def import_tensorflow() -> None:
-    """Import TensorFlow and probe its devices once, keeping the start-up notices off stderr."""
+def import_tensorflow(load=None) -> None:
+    """Import TensorFlow and probe its devices once, keeping the start-up notices off stderr.
+
+    While TensorFlow loads, fd 2 is a pipe to a small filter process that
+    passes every other line on to the real stderr once the pipe closes: when
+    the import ends, or when it kills the process (a CPU without the
+    instructions the wheel needs aborts it), whose last words then still show.
+    `load` stands in for the import in tests.
+    """
     global _loaded
     if _loaded or "tensorflow" in sys.modules:
         _loaded = True
         return
+    load = load or _load_tensorflow
     if not os.environ.get("SFT_QUIET_TENSORFLOW"):  # the user's own TF_CPP_MIN_LOG_LEVEL (sft/__init__.py)
-        import tensorflow  # noqa: F401
+        load()
         _loaded = True
         return
-    with tempfile.TemporaryFile(mode="w+b") as captured:
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    try:
+        quiet = subprocess.Popen([sys.executable, "-c", _FILTER], stdin=read_end)  # its stderr is ours
+    except OSError:  # no process to spare: TensorFlow speaks as it always does
+        os.close(read_end)
+        os.close(write_end)
+        load()
+        _loaded = True
+        return
+    os.close(read_end)
+    saved = os.dup(2)
+    try:
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        load()
+    finally:
         sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices("GPU")  # CUDA's probe, and its complaint, happen here
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            sys.stderr.write(filter_notices(captured.read().decode("utf-8", "replace")))
-            sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer closes: the filter prints what it holds, and ends
+        os.close(saved)
+        quiet.wait()
     _loaded = True
+
+
+def _load_tensorflow() -> None:
+    import tensorflow as tf
+
+    tf.config.list_physical_devices("GPU")  # CUDA's probe, and its complaint, happen here
+
+
+_FILTER = ("import sys; from sft.startup import filter_notices; "
+           "sys.stderr.write(filter_notices(sys.stdin.buffer.read().decode('utf-8', 'replace')))")
 
 
 def filter_notices(text: str) -> str:

@@ -47,3 +47,20 @@ def test_a_command_that_loads_tensorflow_prints_no_start_up_line(tmp_path):
 def _fetch(env):
     return subprocess.run([sys.executable, "-m", "sft", "hub", "fetch", "bundled:tiny-random"],
                           capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_what_tensorflow_says_as_it_dies_at_start_up_still_shows():
+    # A CPU without the instructions the wheel was built for: TensorFlow says so, then aborts.
+    code = (
+        "import os\n"
+        "from sft import startup\n"
+        "def dying():\n"
+        "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"
+        "    os.write(2, b'F0000 00:00:1.0 1 cpu_feature_guard.cc:1] This TensorFlow binary needs AVX\\n')\n"
+        "    os.abort()\n"
+        "startup.import_tensorflow(load=dying)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "SFT_QUIET_TENSORFLOW")}
+    died = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert died.returncode != 0
+    assert "This TensorFlow binary needs AVX" in died.stderr and "absl::InitializeLog" not in died.stderr
