@@ -68,7 +68,10 @@ def import_tensorflow(load=None) -> None:
         sys.stderr.flush()
         os.dup2(saved, 2)  # the pipe's last writer closes: the filter prints what it holds, and ends
         os.close(saved)
-        quiet.wait()
+        try:
+            quiet.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # something still holds the pipe open: never wait on it
+            quiet.kill()
     _loaded = True
 
 
