@@ -79,10 +79,9 @@ class Handles:
     @classmethod
     def resolve(cls, model: ModelConfig) -> Handles:
         """The config's handles checked, bundled models built, the vocabulary found."""
-        preprocessor = resolve_handle(preprocessor_for(model), "preprocessor")
-        vocab = None if preprocessor.startswith(REMOTE_PREFIXES) else Path(preprocessor) / "assets" / "vocab.txt"
-        return cls(resolve_handle(model.encoder, "encoder"), preprocessor,
-                   str(vocab) if vocab and vocab.is_file() else None)
+        preprocessor = resolve_handle(preprocessor_for(model), "preprocessor")  # builds a bundled model first
+        vocab = local_vocab(model)
+        return cls(resolve_handle(model.encoder, "encoder"), preprocessor, str(vocab) if vocab else None)
 
     @classmethod
     def of_run(cls, run_info: dict, model: ModelConfig) -> Handles:
