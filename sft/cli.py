@@ -183,7 +183,8 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
     from sft.rundir import RunDir
 
     run = RunDir.open(run_dir)
-    examples = [Example(clean_text(t), "") for t in texts]
+    clean = run.config().data.clean  # texts are cleaned as the run's training data was
+    examples = [Example(clean_text(t, clean), "") for t in texts]
     if any(not e.text for e in examples):
         raise click.UsageError("--text is empty (after cleaning): give a text to classify")
     if input_file and input_file.endswith(".jsonl"):
@@ -191,7 +192,7 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
     elif input_file or (not texts and not sys.stdin.isatty()):
         with click.open_file(input_file or "-", "rb") as f:
             name = input_file if input_file not in (None, "-") else "<stdin>"
-            cleaned = (clean_text(decode_line(raw, name, n)) for n, raw in enumerate(f, 1))
+            cleaned = (clean_text(decode_line(raw, name, n), clean) for n, raw in enumerate(f, 1))
             examples += [Example(text, "") for text in cleaned if text]
     if not examples:
         raise click.UsageError("give --text, --input, or texts on standard input")
@@ -226,8 +227,72 @@ def export(run_dir, out, which, overwrite):
     from sft.trained import load_trained
 
     trained = load_trained(run, which)
-    click.echo(str(run_export(trained, out, threshold=trained.fallback.threshold, fallback=trained.fallback.label,
-                              overwrite=overwrite)))
+    click.echo(str(run_export(trained, out, which, overwrite=overwrite)))
+
+
+@main.command()
+@click.option("--run-dir", type=click.Path(file_okay=False),
+              help="A run directory: exported once into RUN/export/MODEL (as `sft export` would), then served.")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), help="A folder written by `sft export`.")
+@click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]),
+              help="With --run-dir: which weights to serve.")
+@click.option("--name", "model_name", help="The model's name in TF Serving's URLs, /v1/models/NAME "
+                                          "[default: the run's folder name; for --export models/NAME/1, NAME].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on; 0 picks a free one (the log says which).")
+@click.option("--max-batch", default=64, show_default=True, type=click.IntRange(1, 4096),
+              help="Most texts run through the model as one batch.")
+@click.option("--max-wait-ms", default=5.0, show_default=True, type=click.FloatRange(0, 10_000),
+              help="Longest a batch waits for requests still arriving.")
+@click.option("--max-texts", default=256, show_default=True, type=click.IntRange(1),
+              help="Most texts (or instances) in one request.")
+@click.option("--max-text-bytes", default=4096, show_default=True, type=click.IntRange(1),
+              help="Longest text (or context turn) in UTF-8 bytes.")
+@click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(1),
+              help="Largest request body.")
+def serve(run_dir, export_dir, which, model_name, host, port, max_batch, max_wait_ms, max_texts, max_text_bytes,
+          max_body_bytes):
+    """Answer a chatbot's requests over HTTP: POST /v1/classify, TF Serving's REST API, /healthz, /readyz, /metrics.
+
+    Requests that arrive together run as one batch. SIGTERM or SIGINT: stop accepting, answer what is in flight,
+    exit 0. Needs the serve extra: pip install 'sft[serve]'.
+    """
+    import re
+
+    from sft.exported import ExportInfo
+    from sft.rundir import RunDir
+
+    if (run_dir is None) == (export_dir is None):
+        raise click.UsageError("give --run-dir RUN or --export DIR (one of them)")
+    try:
+        from sft.serve import app as serve_app, server
+        from sft.serve.schema import Limits
+    except ImportError as e:
+        raise click.UsageError(f"sft serve needs the serve extra ({e.name} is missing): pip install 'sft[serve]'") from None
+    if run_dir:
+        run = RunDir.open(run_dir)
+        run.require_weights(which)
+        name, version = run.path.resolve().name, "1"
+    else:
+        ExportInfo.read(export_dir)  # a wrong folder fails now, not after TensorFlow has loaded
+        folder = Path(export_dir).resolve()
+        name, version = (folder.parent.name, folder.name) if folder.name.isdigit() else (folder.name, "1")
+    name = model_name or name
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise click.UsageError(f"--name '{name[:100]}': use letters, digits, '.', '_' and '-' (it is part of URLs)")
+    sock = server.listen(host, port)
+    startup.import_tensorflow()
+    from sft.exported import ExportedModel
+
+    def load():
+        from sft.export import export_run
+
+        return ExportedModel(export_run(run, which) if run_dir else export_dir)
+
+    options = serve_app.ServeOptions(name, version, max_batch, max_wait_ms,
+                                     Limits(max_texts, max_text_bytes, max_body_bytes))
+    server.run(serve_app.create_app(load, options), sock)
 
 
 @main.group()

@@ -54,6 +54,12 @@ class TrainingDiverged(SftError):
     exit_code = 7
 
 
+class ServeError(SftError):
+    """`sft serve` cannot listen on its address, or its model fails to load."""
+
+    exit_code = 8
+
+
 class TrainingInterrupted(SftError):
     """SIGINT or SIGTERM: a checkpoint was saved and `sft train --resume` continues."""
 
@@ -69,6 +75,7 @@ EXIT_CODES = {
     RunDirError.exit_code: "run directory error",
     HubError.exit_code: "model handle or checkpoint error",
     TrainingDiverged.exit_code: "training diverged (non-finite loss); the last good checkpoint is kept",
+    ServeError.exit_code: "sft serve cannot listen (address in use or not allowed), or its model failed to load",
     TrainingInterrupted.exit_code: "training stopped by SIGINT/SIGTERM after saving a checkpoint; --resume continues",
     130: "interrupted by Ctrl-C (outside training, or a second one during it)",
 }

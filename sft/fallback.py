@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sft import inputs
 from sft.config import FallbackConfig
-from sft.engine import Engine
 from sft.metrics import choose_threshold
 from sft.rundir import RunDir
+
+if TYPE_CHECKING:  # TensorFlow stays out of what only reads a threshold (sft serve's start)
+    from sft import inputs
+    from sft.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,12 @@ class Fallback:
         return cls(saved["label"], saved["threshold"])
 
     def answer(self, labels: Sequence[str], probabilities: np.ndarray) -> list[str | None]:
-        top = probabilities.argmax(-1)
-        return [labels[t] if p[t] >= self.threshold else self.label for t, p in zip(top, probabilities)]
+        declined = self.declines(probabilities)
+        return [self.label if no else labels[t] for t, no in zip(probabilities.argmax(-1), declined)]
+
+    def declines(self, probabilities: np.ndarray) -> np.ndarray:
+        """[n] bool: where the fallback answers instead of the model."""
+        return probabilities.max(-1) < self.threshold
 
 
 def choose_fallback(engine: Engine, split: inputs.EncodedSplit, labels: Sequence[str],

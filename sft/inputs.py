@@ -3,9 +3,11 @@
 Padding is most of the work on short chatbot utterances: each batch is padded
 only to its own longest example, and training batches are drawn from windows of
 similar lengths. The train step has a `[None, None]` signature, so the varying
-shapes trace once. With context, the packed input is
-`[CLS] utterance [SEP] context [SEP]`: the utterance is never cut for context,
-and context loses its oldest word pieces first.
+shapes trace once. A model trained with context (`data.context_turns` > 0)
+always reads two segments, `[CLS] utterance [SEP] context [SEP]`, the context
+empty for a dialogue's opener: the utterance is never cut for context, and
+context loses its oldest word pieces first. How an example is packed depends on
+the model alone, never on the other examples of its batch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from sft.data.dialogue import context_segment
 from sft.data.example import Example
 
 # Batches are sorted by length inside windows of this many batches: big enough
@@ -40,13 +43,14 @@ class EncodedSplit:
         return len(self.labels)
 
 
-def encode(preprocessor, examples: Sequence[Example], label_ids: dict[str, int]) -> EncodedSplit:
-    """Tokenise texts (and context turns, newest last, as the second segment) with the TF Hub preprocessor."""
+def encode(preprocessor, examples: Sequence[Example], label_ids: dict[str, int], context_turns: int = 0) -> EncodedSplit:
+    """Tokenise texts with the TF Hub preprocessor, and, for a model that reads `context_turns`
+    previous turns, the last of them as the second segment."""
     text_ids = _tokenize(preprocessor, [e.text for e in examples])
     lengths = text_ids.row_lengths().numpy() + 2
     context_ids = None
-    if any(e.context for e in examples):
-        context_ids = _tokenize(preprocessor, [" ".join(e.context) for e in examples])
+    if context_turns:
+        context_ids = _tokenize(preprocessor, [context_segment(e.context, context_turns) for e in examples])
         lengths = lengths + context_ids.row_lengths().numpy() + 1
     labels = np.array([label_ids.get(e.label, -1) for e in examples], np.int32)
     return EncodedSplit(text_ids, context_ids, labels, lengths)
@@ -143,17 +147,9 @@ def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_leng
 
     def pack(index, *step_size):
         index = tf.boolean_mask(index, index >= 0)
-        text = tf.gather(text_ids, index)
-        segments = [text[:, : max_seq_length - 2]]
-        if context_ids is not None:
-            # The utterance comes first; its context gets the room left, newest turns kept.
-            room = tf.maximum(max_seq_length - 3 - text.row_lengths(), 0)
-            segments = [text[:, : max_seq_length - 3], _keep_last(tf.gather(context_ids, index), room)]
-        packed_length = sum(s.row_lengths() for s in segments) + len(segments) + 1
-        longest = tf.cast(tf.reduce_max(tf.concat([packed_length, [2]], axis=0)), tf.int32)  # an empty batch still packs
-        rounded = tf.minimum(-(-longest // length_multiple) * length_multiple, max_seq_length)
-        seq_length = rounded if pad_to is None else tf.constant(pad_to, tf.int32)
-        features = preprocessor.bert_pack_inputs(segments, seq_length=seq_length)
+        context = tf.gather(context_ids, index) if context_ids is not None else None
+        features = pack_batch(preprocessor, tf.gather(text_ids, index), context, max_seq_length,
+                              length_multiple, pad_to)
         return (features, tf.gather(labels, index), *step_size)
 
     slices = (batches,) if step_sizes is None else (batches, step_sizes)
@@ -162,6 +158,23 @@ def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_leng
         .map(pack, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+def pack_batch(preprocessor, text_ids: tf.RaggedTensor, context_ids: tf.RaggedTensor | None, max_seq_length: int,
+               length_multiple: int = 1, pad_to: int | None = None) -> dict[str, tf.Tensor]:
+    """The encoder's three inputs for a batch of word-piece ids, padded to its longest example
+    (rounded up to `length_multiple`, at most `max_seq_length`), or to `pad_to`.
+    Training, evaluation and the exported model's signatures all pack through here."""
+    segments = [text_ids[:, : max_seq_length - 2]]
+    if context_ids is not None:
+        # The utterance comes first; its context gets the room left, newest turns kept.
+        room = tf.maximum(max_seq_length - 3 - text_ids.row_lengths(), 0)
+        segments = [text_ids[:, : max_seq_length - 3], _keep_last(context_ids, room)]
+    packed_length = sum(s.row_lengths() for s in segments) + len(segments) + 1
+    longest = tf.cast(tf.reduce_max(tf.concat([packed_length, [2]], axis=0)), tf.int32)  # an empty batch still packs
+    rounded = tf.minimum(-(-longest // length_multiple) * length_multiple, max_seq_length)
+    seq_length = rounded if pad_to is None else tf.constant(pad_to, tf.int32)
+    return preprocessor.bert_pack_inputs(segments, seq_length=seq_length)
 
 
 def _keep_last(ids: tf.RaggedTensor, count: tf.Tensor) -> tf.RaggedTensor:

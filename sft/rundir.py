@@ -12,6 +12,7 @@
       train_summary.json   the outcome of training
       fallback.json        the out-of-scope threshold chosen on validation (when fallback.label is set)
       eval_<split>.json    written by `sft evaluate`, with eval_<split>_errors.csv and report_<split>/
+      export/<model>/      the serving SavedModel `sft serve --run-dir` exports (`sft export`'s layout)
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class RunDir:
     @property
     def tensorboard(self) -> Path:
         return self.path / "tensorboard"
+
+    def export_dir(self, which: str) -> Path:
+        return self.path / "export" / which
 
     def eval_file(self, split: str) -> Path:
         return self.path / f"eval_{split}.json"
@@ -130,6 +134,12 @@ class RunDir:
 
     def has_weights(self, which: str) -> bool:
         return self.weights(which).with_suffix(".index").is_file()
+
+    def require_weights(self, which: str) -> None:
+        if not self.has_weights(which):
+            when = ("after its first epoch" if which == "best" else
+                    "when training ends; use --model best, or finish it with `sft train --resume`")
+            raise RunDirError(f"run '{self.path}' has no {which} model weights: they are written {when}")
 
 
 def is_chief() -> bool:

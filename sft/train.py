@@ -118,7 +118,7 @@ class Plan:
             raise DataError(f"'{data.split_file('train')}' holds no examples")
         handles = resolve.Handles.resolve(config.model)
         preprocessor = resolve.load(handles.preprocessor, "preprocessor")
-        splits = {name: inputs.encode(preprocessor, examples, label_ids)
+        splits = {name: inputs.encode(preprocessor, examples, label_ids, config.data.context_turns)
                   for name, examples in (("train", train_examples), ("validation", validation_examples))}
         for name, split in splits.items():
             if (split.labels < 0).any():

@@ -12,7 +12,7 @@ from sft import inputs
 from sft.config import Config
 from sft.data.example import Example
 from sft.engine import Engine
-from sft.errors import CheckpointError, RunDirError, one_line
+from sft.errors import CheckpointError, one_line
 from sft.fallback import Fallback
 from sft.hub import resolve
 from sft.rundir import RunDir
@@ -27,20 +27,19 @@ class TrainedRun:
     labels: list[str]
     engine: Engine
     fallback: Fallback = Fallback()
+    vocab: str | None = None  # the preprocessor's vocab.txt, where it is on disk
 
     def probabilities(self, examples: Sequence[Example]) -> np.ndarray:
         label_ids = {label: i for i, label in enumerate(self.labels)}
-        return self.engine.probabilities(inputs.encode(self.engine.preprocessor, examples, label_ids))
+        context_turns = self.config.data.context_turns if self.config else 0
+        return self.engine.probabilities(inputs.encode(self.engine.preprocessor, examples, label_ids, context_turns))
 
 
 def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
     """Rebuild the classifier from the run's config and restore its `best` (or `last`) weights."""
     from sft.model import build_classifier, non_finite_weights
 
-    if not run.has_weights(which):
-        when = ("after its first epoch" if which == "best" else
-                "when training ends; use --model best, or finish it with `sft train --resume`")
-        raise RunDirError(f"run '{run.path}' has no {which} model weights: they are written {when}")
+    run.require_weights(which)
     config, labels = run.config(), run.labels()
     handles = resolve.Handles.of_run(run.run_info(), config.model)
     preprocessor = resolve.load(handles.preprocessor, "preprocessor")
@@ -54,4 +53,4 @@ def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
         raise CheckpointError(f"the {which} weights of run '{run.path}' are not finite (NaN or infinite): "
                               "the run diverged; train it again with a lower train.learning_rate")
     engine = Engine(model, preprocessor, config.model.max_seq_length)
-    return TrainedRun(run, config, labels, engine, Fallback.read(run))
+    return TrainedRun(run, config, labels, engine, Fallback.read(run), handles.vocab)

@@ -144,9 +144,9 @@ def sft_cli(*args, code: int = 0, input: str | bytes | None = None):
 
 
 def write_project(root: Path, encoder: Path, dialogues: int, train: str, extra: str = "",
-                  validation_size: float = 0.2, test_size: float = 0.2, runtime: str = "") -> Path:
-    """Dialogue CSV, config (`train` and `extra` as YAML lines, `runtime` as keys of that section) and
-    prepared data in `root/data`; the config path.
+                  validation_size: float = 0.2, test_size: float = 0.2, runtime: str = "", data: str = "") -> Path:
+    """Dialogue CSV, config (`train` and `extra` as YAML lines, `runtime` and `data` as keys of those
+    sections) and prepared data in `root/data`; the config path.
 
     The runs are float32 whatever the CPU, so that no test's figures depend on the machine;
     `runtime.precision: auto` is tested on its own (test_precision.py).
@@ -155,7 +155,7 @@ def write_project(root: Path, encoder: Path, dialogues: int, train: str, extra: 
     config = root / "c.yaml"
     config.write_text(
         f"data: {{files: [{root / 'd.csv'}], validation_size: {validation_size}, test_size: {test_size}, "
-        f"prepared_dir: {root / 'data'},\n"
+        f"prepared_dir: {root / 'data'}, {data + ', ' if data else ''}\n"
         "       columns: {dialogue_id: dialogue_id, turn: turn, speaker: speaker}}\n"
         f"model: {{encoder: {encoder}, max_seq_length: 32}}\n"
         f"train: {train}\nruntime: {{precision: float32, {runtime}}}\n{extra}"

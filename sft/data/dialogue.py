@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sft.config import DataConfig
+from sft.config import CleanConfig, DataConfig
 from sft.data.clean import clean_text
 from sft.data.example import Example
 from sft.data.labels import label_normalizer
@@ -35,12 +35,6 @@ def dialogue_examples(rows: Iterable[RawRow], config: DataConfig, problems: RowP
     """
     columns = config.columns
     to_class = label_normalizer(config.labels)
-
-    @functools.lru_cache(maxsize=4096)  # few speakers, many turns
-    def prefix(speaker: str | None) -> str:
-        name = clean_text(speaker, config.clean) if config.context_speaker and speaker else ""
-        return f"{name}: " if name else ""
-
     dialogues: dict[str | None, list[tuple[RawRow, str]]] = defaultdict(list)
     alone: list[tuple[RawRow, str]] = []
     for row in rows:
@@ -67,8 +61,27 @@ def dialogue_examples(rows: Iterable[RawRow], config: DataConfig, problems: RowP
                 raw = (row.text, *((r.speaker, r.text) for r, _ in previous))
                 example = Example(text, label, dialogue_id, [turn for _, turn in previous], row.source)
                 out.append(Utterance(example, raw))
-            history.append((row, prefix(row.speaker) + text))
+            history.append((row, _speaker_prefix(row.speaker, config.clean, config.context_speaker) + text))
     return out
+
+
+def context_turn(text: str, speaker: str | None, config: DataConfig) -> str:
+    """A previous turn as the model reads it in context: cleaned, "Speaker: text" with
+    `data.context_speaker`. `sft prepare` writes turns this way; `sft serve` builds a
+    request's turns with it. A turn empty after cleaning is no turn (""): prepare drops such rows."""
+    text = clean_text(text, config.clean)
+    return _speaker_prefix(speaker, config.clean, config.context_speaker) + text if text else ""
+
+
+def context_segment(turns: Sequence[str], context_turns: int) -> str:
+    """The second segment of the model's input: the last `context_turns` turns, oldest first."""
+    return " ".join(turns[-context_turns:]) if context_turns else ""
+
+
+@functools.lru_cache(maxsize=4096)  # few speakers, many turns
+def _speaker_prefix(speaker: str | None, clean: CleanConfig, with_speaker: bool) -> str:
+    name = clean_text(speaker, clean) if with_speaker and speaker else ""
+    return f"{name}: " if name else ""
 
 
 def _turn_order(turn: str | None):

@@ -1,0 +1,130 @@
+"""An export read back: its metadata (TensorFlow-free) and the SavedModel as an inference engine.
+
+`sft serve` answers through `ExportedModel`: texts and contexts in, probabilities
+out, from the same graph `sft export` ships to TF Serving.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sft.config import Config, config_from_dict
+from sft.errors import RunDirError
+from sft.fallback import Fallback
+from sft.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    """What `assets.extra/sft.json` says of an export: everything a server needs besides the graph."""
+
+    FILE = "sft.json"
+
+    labels: list[str]
+    fallback: Fallback
+    config: Config
+    signatures: list[str]
+    source: dict  # the run and the weights it was exported from
+
+    @staticmethod
+    def folder(export: str | Path) -> Path:
+        """TF Serving's place for files beside a SavedModel."""
+        return Path(export) / "assets.extra"
+
+    @classmethod
+    def read(cls, export: str | Path) -> ExportInfo:
+        path = cls.folder(export) / cls.FILE
+        if not (Path(export) / "saved_model.pb").is_file() or not path.is_file():
+            raise RunDirError(f"'{export}' is not a folder written by `sft export` (it needs saved_model.pb and "
+                              f"assets.extra/{cls.FILE}); export a run with `sft export --run-dir RUN --out DIR`")
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            return cls(saved["labels"], Fallback(**saved["fallback"]), config_from_dict(saved["config"]),
+                       saved["signatures"], saved["source"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise RunDirError(f"'{path}' is damaged ({e}); export the run again") from None
+
+    @property
+    def context_turns(self) -> int:
+        return self.config.data.context_turns
+
+
+def weights_stamp(run: RunDir, which: str) -> dict:
+    """Which weights an export holds, and when they were written: a run trained further is exported again."""
+    stat = run.weights(which).with_suffix(".index").stat()
+    return {"run": str(run.path), "model": which, "weights_mtime_ns": stat.st_mtime_ns, "weights_size": stat.st_size}
+
+
+class ExportedModel:
+    """An export loaded with TensorFlow: class probabilities for texts and their contexts."""
+
+    def __init__(self, export: str | Path):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the ops the preprocessor's graph needs)
+
+        self.path = Path(export)
+        self.info = ExportInfo.read(export)
+        self.saved = tf.saved_model.load(str(export))
+        self._tf = tf
+        self._text = self.saved.signatures["serving_default"]
+        self._dialogue = self.saved.signatures.get("classify_dialogue")
+
+    @property
+    def labels(self) -> list[str]:
+        return self.info.labels
+
+    @property
+    def signature_inputs(self) -> dict[str, dict[str, str]]:
+        """Each signature's inputs and their dtype ("string", "int32")."""
+        return {name: {key: spec.dtype.name for key, spec in fn.structured_input_signature[1].items()}
+                for name, fn in self.saved.signatures.items()}
+
+    def signature_defs(self) -> dict[str, dict]:
+        """The signatures as TF Serving's metadata API describes them."""
+        from tensorflow.core.framework import types_pb2
+
+        def tensors(specs):
+            return {key: {"dtype": types_pb2.DataType.Name(spec.dtype.as_datatype_enum),
+                          "tensor_shape": {"dim": [{"size": str(-1 if d is None else d), "name": ""}
+                                                   for d in spec.shape.as_list()], "unknown_rank": False}}
+                    for key, spec in sorted(specs.items())}
+
+        return {name: {"inputs": tensors(fn.structured_input_signature[1]), "outputs": tensors(fn.structured_outputs),
+                       "method_name": "tensorflow/serving/predict"}
+                for name, fn in sorted(self.saved.signatures.items())}
+
+    def run_signature(self, name: str, columns: dict[str, list]) -> dict[str, np.ndarray]:
+        """A signature called as TF Serving calls it; the model's refusal (token ids out of range)
+        is a `ValueError` naming it."""
+        tf = self._tf
+        fn = self.saved.signatures[name]
+        specs = fn.structured_input_signature[1]
+        try:
+            outputs = fn(**{key: tf.constant(values, specs[key].dtype) for key, values in columns.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
+            raise ValueError(str(e).strip().splitlines()[0][:300]) from None
+        return {key: value.numpy() for key, value in outputs.items()}
+
+    def probabilities(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
+        """[len(texts), classes] float32. `contexts[i]` is text i's context segment; a model
+        trained without context ignores it."""
+        tf = self._tf
+        if self._dialogue is not None:
+            context = contexts if contexts is not None else [""] * len(texts)
+            outputs = self._dialogue(text=tf.constant(texts, tf.string), context=tf.constant(context, tf.string))
+        else:
+            outputs = self._text(text=tf.constant(texts, tf.string))
+        return outputs["probabilities"].numpy()
+
+    def warm_up(self, max_batch: int) -> None:
+        """Run batches of 1, 2, 4 ... `max_batch` texts once, so that no request pays for a first run."""
+        size = 1
+        while True:
+            self.probabilities(["warm up " * (size % 7 + 1)] * min(size, max_batch))
+            if size >= max_batch:
+                break
+            size *= 2
