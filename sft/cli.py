@@ -144,7 +144,9 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
               help="Which weights to score: best on validation, or after the last epoch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout (a list for several runs).")
 @click.option("--report", is_flag=True, help="Also write report_<split>/index.md with pictures into the run directory.")
-def evaluate(run_dirs, split, data_file, which, as_json, report):
+@click.option("--exclude-label", "exclude", multiple=True,
+              help="Also average without this class (repeatable) [default: the run's metrics.exclude_labels].")
+def evaluate(run_dirs, split, data_file, which, as_json, report, exclude):
     """Accuracy, precision, recall, F1, confusion matrix and calibration of trained runs.
 
     With several --run-dir, prints their metrics side by side.
@@ -155,7 +157,8 @@ def evaluate(run_dirs, split, data_file, which, as_json, report):
     startup.import_tensorflow()
     from sft.evaluate import evaluate as run_evaluate, format_comparison, format_table
 
-    results = [(str(run.path), run_evaluate(run, split=split, data_file=data_file, which=which, report=report))
+    results = [(str(run.path), run_evaluate(run, split=split, data_file=data_file, which=which, report=report,
+                                            exclude=list(exclude) or None))
                for run in runs]
     if as_json:
         echo_json(results[0][1] if len(results) == 1 else [m for _, m in results])

@@ -95,6 +95,9 @@ class DataConfig:
     labels: LabelConfig = field(default_factory=LabelConfig)
     validation_size: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
     test_size: float = field(default=0.1, metadata={"min": 0.0, "max": 0.5})
+    # A given test split keeps every row and label, exact duplicates included, so that scores
+    # compare with its authors'; true removes its exact duplicates (same text, context and label).
+    dedup_given_test: bool = False
     seed: int = 13
     prepared_dir: str = "prepared/default"
 
@@ -139,7 +142,9 @@ class TrainConfig:
     clip_norm: float = field(default=1.0, metadata={"min": 0.0})
     seed: int = 42
     # Validation metric that picks the best model and drives early stopping.
-    select_metric: Literal["macro_f1", "weighted_f1", "accuracy"] = "macro_f1"
+    # The *_excluding metrics average over the classes not in metrics.exclude_labels.
+    select_metric: Literal["macro_f1", "weighted_f1", "accuracy", "macro_f1_excluding",
+                           "micro_f1_excluding"] = "macro_f1"
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     # `balanced`: n / (classes * count) from the train split; `table`: class_weight_table, 1 elsewhere.
     class_weights: Literal["none", "balanced", "table"] = "none"
@@ -181,6 +186,15 @@ class FallbackConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """How runs are scored, besides the standard figures."""
+
+    # Classes left out of the `excluding` averages (evaluate, validation, the *_excluding select
+    # metrics): e.g. [neutral], as emotion recognition reports MELD.
+    exclude_labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """How to run, never what to learn: changing hardware must not change the experiment."""
 
@@ -208,9 +222,13 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     fallback: FallbackConfig = field(default_factory=FallbackConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self):
+        if self.train.select_metric.endswith("_excluding") and not self.metrics.exclude_labels:
+            raise ConfigError(f"train.select_metric {self.train.select_metric} needs metrics.exclude_labels: "
+                              "name the classes to leave out, e.g. [neutral]")
         if self.runtime.xla and self.train.embedding_updates == "lazy":
             # Measured with TF 2.21: the compiled row-wise update differs from the plain one by a whole step.
             raise ConfigError("runtime.xla needs train.embedding_updates: dense (XLA miscompiles the lazy "

@@ -18,19 +18,21 @@ import numpy as np
 from sft.data.example import read_jsonl
 from sft.data.prepared import PreparedDir
 from sft.files import write_json, write_text
-from sft.metrics import calibration, classification_metrics, most_confused, out_of_scope
+from sft.metrics import (calibration, check_excluded, classification_metrics, excluding, most_confused,
+                         out_of_scope)
 from sft.trained import TrainedRun, load_trained
 from sft.rundir import RunDir
 
 
 def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = None, which: str = "best",
-             report: bool = False) -> dict:
-    """Metrics of the run's `which` model on `split` of its prepared data (or on `data_file`)."""
+             report: bool = False, exclude: list[str] | None = None) -> dict:
+    """Metrics of the run's `which` model on `split` of its prepared data (or on `data_file`);
+    `exclude` (default: the run's metrics.exclude_labels) adds the averages without those classes."""
     path = Path(data_file) if data_file else PreparedDir(Path(run.run_info()["data_dir"])).split_file(split)
     name = path.stem if data_file else split
     examples = read_jsonl(path)
     trained = load_trained(run, which)
-    metrics = score(trained, examples)
+    metrics = score(trained, examples, exclude)
     metrics.update({"split": name, "data": str(path), "model": which})
     write_text(run.errors_file(name), _errors_csv(examples, metrics.pop("_predictions")))
     write_json(run.eval_file(name), metrics)
@@ -42,9 +44,12 @@ def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = No
     return metrics
 
 
-def score(trained: TrainedRun, examples) -> dict:
+def score(trained: TrainedRun, examples, exclude: list[str] | None = None) -> dict:
     """Everything `eval_<name>.json` holds, computed from one pass of the model over `examples`."""
     labels, label_ids = trained.labels, {label: i for i, label in enumerate(trained.labels)}
+    if exclude is None:
+        exclude = trained.config.metrics.exclude_labels if trained.config else []
+    check_excluded(exclude, labels)
     probabilities = trained.probabilities(examples) if examples else np.zeros((0, len(labels)), np.float32)
     predicted, confidence = probabilities.argmax(-1), probabilities.max(-1)
     # Labels the model never learned cannot be scored as classes; they are counted, and may be out-of-scope.
@@ -52,6 +57,8 @@ def score(trained: TrainedRun, examples) -> dict:
     gold = np.array([label_ids.get(e.label, -1) for e in examples], np.int64)
     metrics = classification_metrics(gold[known], predicted[known], labels)
     metrics["unseen_labels"] = dict(Counter(e.label for e, k in zip(examples, known) if not k))
+    if exclude:
+        metrics["excluding"] = excluding(metrics["confusion_matrix"]["matrix"], labels, exclude)
     metrics["most_confused"] = most_confused(metrics["confusion_matrix"]["matrix"], labels)
     metrics["calibration"] = calibration(confidence[known], predicted[known] == gold[known])
     metrics["ece"] = metrics["calibration"]["ece"]
@@ -93,6 +100,12 @@ def format_table(metrics: dict) -> str:
     for average in ("macro", "micro", "weighted"):
         m = metrics[average]
         lines.append(f"{average + ' avg':>24} {m['precision']:9.4f} {m['recall']:9.4f} {m['f1']:9.4f} {metrics['n']:8d}")
+    if metrics.get("excluding"):
+        e = metrics["excluding"]
+        for average in ("macro", "micro"):
+            m = e[average]
+            lines.append(f"{average + ' excl.':>24} {m['precision']:9.4f} {m['recall']:9.4f} {m['f1']:9.4f}"
+                         f"  (without {', '.join(e['labels'])})")
     if metrics["most_confused"]:
         lines.append("most confused: " + "; ".join(
             f"{p['gold']} -> {p['predicted']} ({p['count']})" for p in metrics["most_confused"][:5]))
@@ -109,7 +122,9 @@ def format_comparison(runs: list[tuple[str, dict]]) -> str:
     """Several runs' headline metrics side by side, one column a run."""
     rows = [("examples", lambda m: f"{m['n']}"), ("accuracy", lambda m: f"{m['accuracy']:.4f}"),
             ("macro-F1", lambda m: f"{m['macro']['f1']:.4f}"), ("micro-F1", lambda m: f"{m['micro']['f1']:.4f}"),
-            ("weighted-F1", lambda m: f"{m['weighted']['f1']:.4f}"), ("macro precision", lambda m: f"{m['macro']['precision']:.4f}"),
+            ("weighted-F1", lambda m: f"{m['weighted']['f1']:.4f}"),
+            ("macro-F1 excl.", lambda m: f"{m['excluding']['macro']['f1']:.4f}" if "excluding" in m else "-"),
+            ("micro-F1 excl.", lambda m: f"{m['excluding']['micro']['f1']:.4f}" if "excluding" in m else "-"), ("macro precision", lambda m: f"{m['macro']['precision']:.4f}"),
             ("macro recall", lambda m: f"{m['macro']['recall']:.4f}"), ("ECE", lambda m: f"{m['ece']:.4f}")]
     width = max(12, *(len(name) for name, _ in runs))
     lines = [f"{'':<16}" + "".join(f"{name[-width:]:>{width + 2}}" for name, _ in runs)]

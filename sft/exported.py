@@ -7,13 +7,14 @@ out, from the same graph `sft export` ships to TF Serving.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sft.config import Config, config_from_dict
-from sft.errors import RunDirError
+from sft.errors import RunDirError, one_line
 from sft.fallback import Fallback
 from sft.rundir import RunDir
 
@@ -106,7 +107,9 @@ class ExportedModel:
         try:
             outputs = fn(**{key: tf.constant(values, specs[key].dtype) for key, values in columns.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-            raise ValueError(str(e).strip().splitlines()[0][:300]) from None
+            message = getattr(e, "message", str(e))
+            found = re.search(r"indices\[[^\]]*\] = -?\d+ is not in \[\d+, \d+\)", message)
+            raise ValueError(found.group(0) if found else one_line(message)[:300]) from None
         return {key: value.numpy() for key, value in outputs.items()}
 
     def probabilities(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:

@@ -63,6 +63,38 @@ def classification_metrics(gold: Sequence[int], predicted: Sequence[int], labels
     }
 
 
+def excluding(matrix: Sequence[Sequence[int]], labels: Sequence[str], exclude: Sequence[str]) -> dict:
+    """Precision, recall and F1 averaged macro and micro over every class but `exclude`, as
+    scikit-learn's `labels=` argument computes them: how emotion recognition is scored without
+    its "neutral" class. An excluded class still counts where it is wrongly predicted or missed."""
+    matrix = np.asarray(matrix, np.float64)
+    keep = [i for i, label in enumerate(labels) if label not in set(exclude)]
+    true_positives = np.diag(matrix)[keep]
+    predicted_count, support = matrix.sum(axis=0)[keep], matrix.sum(axis=1)[keep]
+    precision, recall = _divide(true_positives, predicted_count), _divide(true_positives, support)
+    f1 = _divide(2 * precision * recall, precision + recall)
+    micro_precision = _divide(true_positives.sum(), predicted_count.sum())
+    micro_recall = _divide(true_positives.sum(), support.sum())
+    return {
+        "labels": sorted(exclude),
+        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
+        "micro": {"precision": float(micro_precision), "recall": float(micro_recall),
+                  "f1": float(_divide(2 * micro_precision * micro_recall, micro_precision + micro_recall))},
+    }
+
+
+def check_excluded(exclude: Sequence[str], labels: Sequence[str]) -> None:
+    """`metrics.exclude_labels` must name classes of the label map, and leave one."""
+    from sft.errors import ConfigError
+
+    unknown = sorted(set(exclude) - set(labels))
+    if unknown:
+        raise ConfigError(f"metrics.exclude_labels names {', '.join(map(repr, unknown))}, not a class of this data "
+                          f"(classes: {', '.join(labels[:20])}{' ...' if len(labels) > 20 else ''})")
+    if not set(labels) - set(exclude):
+        raise ConfigError("metrics.exclude_labels leaves no class to score")
+
+
 def _divide(numerator, denominator):
     numerator, denominator = np.asarray(numerator, np.float64), np.asarray(denominator, np.float64)
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator != 0)

@@ -33,6 +33,14 @@ class Progress:
             )
             self.stream.flush()
 
+    def eta(self) -> str:
+        """Time left at this process's pace so far, as h:mm:ss (an upper bound under early stopping)."""
+        ran = self.done - self.start_done
+        if not ran:
+            return "unknown"
+        seconds = int((self.total - self.done) * (time.perf_counter() - self.started) / ran)
+        return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
     def examples_per_second(self) -> float:
         """Examples a second since the previous call."""
         now = time.perf_counter()

@@ -38,6 +38,9 @@ def _page(m: dict, title: str) -> str:
         "|---|---|---|---|",
         *(f"| {a} | {m[a]['precision']:.4f} | {m[a]['recall']:.4f} | {m[a]['f1']:.4f} |"
           for a in ("macro", "micro", "weighted")),
+        *(f"| {a} without {', '.join(m['excluding']['labels'])} | {m['excluding'][a]['precision']:.4f} | "
+          f"{m['excluding'][a]['recall']:.4f} | {m['excluding'][a]['f1']:.4f} |"
+          for a in ("macro", "micro") if m.get("excluding")),
         "",
         f"Accuracy **{m['accuracy']:.4f}**, expected calibration error {m['ece']:.4f}.",
         "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import logging
 import math
 import shutil
@@ -37,7 +38,7 @@ from sft.errors import (CheckpointError, ConfigError, DataError, RunDirError, Tr
 from sft.fallback import choose_fallback
 from sft.files import atomic_dir, write_json
 from sft.hub import resolve
-from sft.metrics import classification_metrics
+from sft.metrics import check_excluded, classification_metrics, excluding
 from sft.model import build_classifier, non_finite_weights, set_seed
 from sft.optim import build_optimizer
 from sft.progress import Progress, summary_scalar
@@ -112,6 +113,7 @@ class Plan:
         strategy = runtime.make_strategy(config.runtime.strategy)
         set_seed(config.train.seed)
         labels = data.labels()
+        check_excluded(config.metrics.exclude_labels, labels)
         label_ids = {label: i for i, label in enumerate(labels)}
         train_examples, validation_examples = data.examples("train"), data.examples("validation")
         if not train_examples:
@@ -171,15 +173,21 @@ class Plan:
             log.info("class weights: %s", d["class_weights"])
 
     def log_examples(self, count: int = 3) -> None:
-        """A few training examples as the model will see them: the word pieces of the packed input."""
+        """A few training examples as the model will see them: the word pieces of the packed input;
+        the shortest, and where the data has context, two of them with context."""
         vocab = _vocabulary(self.handles)
-        dataset = inputs.eval_batches(self.train, self.preprocessor, count, self.config.model.max_seq_length)[0]
-        order = np.argsort(self.train.lengths, kind="stable")[:count]
-        for features, _ in dataset.take(1):
-            for row, i in zip(features["input_word_ids"].numpy(), order):
-                pieces = " ".join(vocab[x] if vocab else str(x) for x in row if x != 0)
-                example = self.train_examples[i]
-                log.info("example %s [%s]: %s", example.source or i, example.label, pieces)
+        order = np.argsort(self.train.lengths, kind="stable")
+        with_context = [i for i in order if self.train_examples[i].context][: count - 1]
+        alone = [i for i in order if not self.train_examples[i].context][: count - len(with_context)]
+        chosen = [*alone, *with_context]
+        context = self.train.context_ids
+        features = inputs.pack_batch(self.preprocessor, tf.gather(self.train.text_ids, chosen),
+                                     tf.gather(context, chosen) if context is not None else None,
+                                     self.config.model.max_seq_length)
+        for row, i in zip(features["input_word_ids"].numpy(), chosen):
+            pieces = " ".join(vocab[x] if vocab else str(x) for x in row if x != 0)
+            example = self.train_examples[i]
+            log.info("example %s [%s]: %s", example.source or i, example.label, pieces)
 
 
 @dataclass
@@ -242,15 +250,25 @@ class Session:
 
 
 class _Window:
-    """Training losses since the last log line (a step's micro-batch losses sum to its mean loss)."""
+    """Training losses since the last log line (a step's micro-batch losses sum to its mean loss),
+    and over the epoch so far."""
 
     def __init__(self):
         self.losses, self.steps = [], 0
+        self.epoch_total, self.epoch_steps = 0.0, 0
 
     def take_mean(self) -> float:
         """The mean loss a step over the window, which starts again (.numpy() waits for the device)."""
         mean = float(np.sum([x.numpy() for x in self.losses])) / self.steps
+        self.epoch_total += mean * self.steps
+        self.epoch_steps += self.steps
         self.losses, self.steps = [], 0
+        return mean
+
+    def take_epoch_mean(self) -> float | None:
+        """The mean loss a step over the epoch's logged steps (since the start, or a resume)."""
+        mean = self.epoch_total / self.epoch_steps if self.epoch_steps else None
+        self.epoch_total, self.epoch_steps = 0.0, 0
         return mean
 
 
@@ -266,15 +284,16 @@ def _loop(s: Session, run: RunDir, manager: tf.train.CheckpointManager) -> int:
         mean_loss = window.take_mean()
         _check_finite(mean_loss, step, manager)
         rate, learning_rate = progress.examples_per_second(), float(s.optimizer.learning_rate.numpy())
-        progress.line("epoch %d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s",
-                      epoch + 1, step, plan.total_steps, mean_loss, logs["grad_norm"].numpy(), learning_rate, rate)
+        progress.line("epoch %d/%d step %d/%d loss %.4f grad-norm %.3f lr %.2e %.1f examples/s, ETA %s",
+                      epoch + 1, t.epochs, step - epoch * plan.steps_per_epoch, plan.steps_per_epoch, mean_loss,
+                      logs["grad_norm"].numpy(), learning_rate, rate, progress.eta())
         summary_scalar("train/loss", mean_loss, step=step)
         summary_scalar("train/learning_rate", learning_rate, step=step)
         summary_scalar("train/examples_per_second", rate, step=step)
 
     with stop, writer.as_default():
         while not s.finished():
-            epoch = s.epoch
+            epoch, epoch_started = s.epoch, time.perf_counter()
             rest, dataset = s.batches(epoch, int(s.state.position.numpy()))
             for i, batch in enumerate(dataset):
                 # -- forward/backward; the optimizer steps on the last micro-batch of each step
@@ -309,8 +328,11 @@ def _loop(s: Session, run: RunDir, manager: tf.train.CheckpointManager) -> int:
 
             # -- validate, keep the best model, count epochs without improvement
             with s.evaluated():
-                record = _validate(s.engine, plan.validation, plan.labels, t.select_metric)
-                record |= {"epoch": epoch + 1, "step": s.step}
+                record = _validate(s.engine, plan.validation, plan.labels, t.select_metric,
+                                   plan.config.metrics.exclude_labels)
+                record |= {"epoch": epoch + 1, "step": s.step, "train_loss": window.take_epoch_mean(),
+                           "epoch_seconds": round(time.perf_counter() - epoch_started, 1),
+                           "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
                 value = record.pop("_select")
                 # Without a validation split there is nothing to select on: the newest epoch counts as best.
                 improved = not len(plan.validation) or value > float(s.state.best.numpy()) + t.early_stopping.min_delta
@@ -463,7 +485,8 @@ def distributed_epoch(strategy, split: inputs.EncodedSplit, preprocessor, config
     return rest, strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def _validate(engine: Engine, split: inputs.EncodedSplit, labels: list[str], metric: str) -> dict:
+def _validate(engine: Engine, split: inputs.EncodedSplit, labels: list[str], metric: str,
+              exclude: list[str]) -> dict:
     """Validation scores, plus `_select`: the value that picks the best model."""
     if not len(split):
         return {"_select": 0.0}
@@ -472,6 +495,9 @@ def _validate(engine: Engine, split: inputs.EncodedSplit, labels: list[str], met
     gold = probabilities[np.arange(len(split)), split.labels]
     validation = {"loss": float(-np.log(np.maximum(gold, 1e-12)).mean()), "accuracy": scores["accuracy"],
                   "macro_f1": scores["macro"]["f1"], "weighted_f1": scores["weighted"]["f1"]}
+    if exclude:
+        left = excluding(scores["confusion_matrix"]["matrix"], labels, exclude)
+        validation |= {"macro_f1_excluding": left["macro"]["f1"], "micro_f1_excluding": left["micro"]["f1"]}
     return {"validation": validation, "_select": validation[metric]}
 
 
@@ -569,7 +595,7 @@ def format_summary(summary: dict, run_path: Path) -> str:
 
 
 def _format(record: dict) -> str:
-    flat = {k: v for k, v in record.items() if k != "validation"} | {
+    flat = {k: v for k, v in record.items() if k not in ("validation", "time")} | {
         f"validation_{k}": v for k, v in record.get("validation", {}).items()
     }
     return " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in flat.items())

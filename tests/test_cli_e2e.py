@@ -91,7 +91,7 @@ def test_the_same_seed_repeats_the_run(trained):
 
     def history(run_dir):
         lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-        return [{k: v for k, v in json.loads(line).items() if k != "epoch_seconds"} for line in lines]
+        return [{k: v for k, v in json.loads(line).items() if k not in ("epoch_seconds", "time")} for line in lines]
 
     assert history(trained / "again") == history(trained / "run")
 
@@ -144,3 +144,38 @@ def test_a_resumed_run_keeps_the_precision_auto_chose_for_it(trained, tmp_path, 
     monkeypatch.setattr(hardware, "detect", lambda: hardware.Hardware(frozenset({"avx2"})))  # resumed elsewhere
     result = run("train", "--resume", "--run-dir", run_dir, code=3)  # not float32 quietly, halfway through
     assert "mixed_bfloat16 does nothing on this CPU" in result.stderr
+
+
+def test_a_run_scored_without_a_class_logs_its_epochs_and_shows_context_before_training(tmp_path, tiny_hub):
+    import datetime
+    import re
+
+    train = (f"{{run_dir: {tmp_path / 'run'}, epochs: 2, batch_size: 8, learning_rate: 1.0e-3, "
+             "select_metric: macro_f1_excluding}")
+    config = write_project(tmp_path, tiny_hub / "encoder", 12, train, "metrics: {exclude_labels: [greeting]}\n",
+                           data="context_turns: 2, context_speaker: true")
+    examples = [line for line in run("train", "--config", config, "--dry-run").stderr.splitlines() if " example " in line]
+    assert any(re.search(r"\[SEP\] \[SEP\]$", line) for line in examples)  # an opener: empty context
+    assert any(re.search(r"\[SEP\] [^[].* \[SEP\]$", line) for line in examples)  # and one with context
+
+    result = run("train", "--config", config)
+    assert re.search(r"epoch 1/2 step (\d+)/\1 loss .* ETA \d+:\d\d:\d\d", result.stderr)
+    for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        assert datetime.datetime.fromisoformat(record["time"]).tzinfo is not None
+        assert record["train_loss"] > 0 and record["epoch_seconds"] > 0
+        assert {"macro_f1_excluding", "micro_f1_excluding"} <= set(record["validation"])
+    summary = json.loads((tmp_path / "run" / "train_summary.json").read_text())
+    assert summary["select_metric"] == "macro_f1_excluding"
+
+    scored = json.loads(run("evaluate", "--run-dir", tmp_path / "run", "--json").stdout)
+    assert scored["excluding"]["labels"] == ["greeting"]
+    other = json.loads(run("evaluate", "--run-dir", tmp_path / "run", "--json", "--exclude-label", "balance").stdout)
+    assert other["excluding"]["labels"] == ["balance"]
+    assert "micro excl." in run("evaluate", "--run-dir", tmp_path / "run").stdout
+
+
+def test_an_excluding_select_metric_needs_labels_to_exclude(tmp_path):
+    (tmp_path / "c.yaml").write_text("train: {select_metric: micro_f1_excluding}\n")
+    result = run("train", "--config", tmp_path / "c.yaml", code=3)
+    assert "needs metrics.exclude_labels" in result.stderr

@@ -56,11 +56,11 @@ def test_round_trip_through_yaml(tmp_path):
     "text, message",
     [
         ("train:\n  epoch: 3\n", "unknown config key 'train.epoch' (valid keys here: run_dir, epochs,"),
-        ("trian: {}\n", "unknown config key 'trian' (valid keys here: data, model, train, fallback, runtime)"),
+        ("trian: {}\n", "unknown config key 'trian' (valid keys here: data, model, train, fallback, metrics, runtime)"),
         ("train:\n  epochs: three\n", "train.epochs: expected an integer, found str 'three'"),
         ("train:\n  epochs: 0\n", "train.epochs: 0 is out of range (must be at least 1)"),
         ("model:\n  dropout: 1.5\n", "model.dropout: 1.5 is out of range (must be between 0.0 and 0.9)"),
-        ("train:\n  select_metric: loss\n", "train.select_metric: 'loss' is not a valid choice (choose one of: macro_f1, weighted_f1, accuracy)"),
+        ("train:\n  select_metric: loss\n", "train.select_metric: 'loss' is not a valid choice (choose one of: macro_f1, weighted_f1, accuracy, macro_f1_excluding, micro_f1_excluding)"),
         ("train: 3\n", "train: expected a mapping, found int 3"),
         ("data:\n  clean:\n    html: 1\n", "data.clean.html: expected true or false, found int 1"),
         ("data:\n  clean:\n    lowercase: true\n", "unknown config key 'data.clean.lowercase' (valid keys here: repair_cp1252,"),

@@ -97,3 +97,32 @@ def test_out_of_scope_scores():
                           in_scope_correct=[False, False, False, True])
     assert result == {"in_scope_accuracy": 0.5, "out_of_scope_recall": 0.5, "out_of_scope_precision": 0.5,
                       "out_of_scope_examples": 2}
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_averages_without_some_classes_match_scikit_learns_labels_argument(seed):
+    from sklearn.metrics import precision_recall_fscore_support
+
+    from sft.metrics import confusion_matrix, excluding
+
+    rng = np.random.default_rng(seed)
+    labels = ["neutral", "joy", "anger", "fear", "sadness"]
+    gold = rng.choice(5, 300, p=[0.6, 0.2, 0.1, 0.05, 0.05])
+    predicted = np.where(rng.random(300) < 0.5, gold, rng.choice(5, 300))
+    kept = [1, 2, 3, 4]
+    result = excluding(confusion_matrix(gold, predicted, 5), labels, ["neutral"])
+    assert result["labels"] == ["neutral"]
+    for average in ("macro", "micro"):
+        p, r, f, _ = precision_recall_fscore_support(gold, predicted, labels=kept, average=average, zero_division=0)
+        assert (result[average]["precision"], result[average]["recall"], result[average]["f1"]) == pytest.approx((p, r, f))
+
+
+def test_excluded_labels_must_be_classes_and_leave_one():
+    from sft.errors import ConfigError
+    from sft.metrics import check_excluded
+
+    check_excluded(["neutral"], ["joy", "neutral"])
+    with pytest.raises(ConfigError, match="'nuetral', not a class of this data"):
+        check_excluded(["nuetral"], ["joy", "neutral"])
+    with pytest.raises(ConfigError, match="leaves no class"):
+        check_excluded(["joy", "neutral"], ["joy", "neutral"])

@@ -171,7 +171,8 @@ BAD_REQUESTS = [
         {"input_word_ids": [1, 2], "input_mask": [1, 1], "input_type_ids": [0]}]}, 400, "same number of token ids"),
     ("POST", "/v1/models/intents:predict", {"signature_name": "classify_ids", "instances": [
         {"input_word_ids": [2, 10 ** 6], "input_mask": [1, 1], "input_type_ids": [0, 0]}]}, 400,
-     "the model refused the inputs"),
+     "the model refused the inputs: indices[0,1] = 1000000 is not in [0, "),
+    ("DELETE", "/v1/models/intents", None, 405, "DELETE is not allowed on /v1/models/intents; use GET"),
     ("GET", "/v2/anything", None, 404, "no such endpoint: /v2/anything"),
 ]
 

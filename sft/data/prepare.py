@@ -51,26 +51,34 @@ def prepare(
     problems = RowProblems(strict)
     report: dict = {"files": [], "rows_read": 0}
     rows: dict[str | None, list[RawRow]] = defaultdict(list)
+    # What happened to each given split's rows (or the pooled rows), by reason
+    ledger: dict[str | None, Counter] = defaultdict(Counter)
     for split, path in sources:
-        before = len(rows[split]) + problems.counts.total()
+        before, problems_before = len(rows[split]), Counter(problems.counts)
         rows[split].extend(read_rows(path, config.columns, format=config.format, encoding=config.encoding,
                                      problems=problems))
-        report["files"].append({"path": path, "split": split or "pooled",
-                                "rows": len(rows[split]) + problems.counts.total() - before})
+        ledger[split].update(problems.counts - problems_before)
+        read = len(rows[split]) - before + (problems.counts - problems_before).total()
+        ledger[split]["rows_read"] += read
+        report["files"].append({"path": path, "split": split or "pooled", "rows": read})
     report["rows_read"] = sum(f["rows"] for f in report["files"])
     if not report["rows_read"]:
         raise DataError(f"no data rows in {', '.join(f for _, f in sources)}: the files hold only a header")
 
     # 2. clean, order dialogues, attach context
-    tagged = [(split, u) for split, split_rows in rows.items() for u in dialogue_examples(split_rows, config, problems)]
+    tagged = []
+    for split, split_rows in rows.items():
+        problems_before = Counter(problems.counts)
+        tagged += [(split, u) for u in dialogue_examples(split_rows, config, problems)]
+        ledger[split].update(problems.counts - problems_before)
     if not tagged:
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(problems.counts.items()))
         raise DataError(f"every row was dropped ({reasons}); check data.columns in the config")
     dropped = Counter(problems.counts)
 
-    # 3. one example per (text, context), conflicting labels resolved; then rare classes
-    kept = _deduplicate(tagged, config.labels.conflicts, report, dropped)
-    kept = _handle_rare(kept, config, report, dropped)
+    # 3. one example per (text, context), conflicts resolved within a split; then rare classes
+    kept = _deduplicate(tagged, config, report, dropped, ledger)
+    kept = _handle_rare(kept, config, report, dropped, ledger)
     if not kept:
         raise DataError("every example was dropped (label conflicts or rare classes); see data.labels in the config")
 
@@ -91,6 +99,8 @@ def prepare(
     else:
         report["lengths"] = length_report(every, None, "whitespace_tokens")
     report["leakage"] = _leakage(splits)
+    report["by_split"] = _by_split(ledger, splits)
+    report["imbalance"] = imbalance(report["class_counts"]["train"])
     report["seconds"] = round(time.perf_counter() - started, 2)
 
     # 5. write under a temporary name, then rename into place
@@ -99,73 +109,105 @@ def prepare(
     return report
 
 
-# A duplicate found in several given splits stays in the one evaluated last, so
-# that test is never trained on and keeps every example its authors put there.
+# A given split outranks the ones after it: a copy of a test example is removed from validation
+# and train, a copy of a validation example from train, whatever their labels, so that nothing
+# evaluated is trained on and no given split is rewritten by another.
 _PRIORITY = {"test": 0, "validation": 1, "train": 2, None: 3}
+_DROP_REASON = {"test": "copy_of_test", "validation": "copy_of_validation"}
 
 
-def _deduplicate(tagged: list[tuple[str | None, Utterance]], conflicts: str, report: dict,
-                 dropped: Counter) -> list[tuple[str | None, Example]]:
-    """One example per normalised (text, context).
+def _deduplicate(tagged: list[tuple[str | None, Utterance]], config: DataConfig, report: dict,
+                 dropped: Counter, ledger: dict[str | None, Counter]) -> list[tuple[str | None, Example]]:
+    """One example per normalised (text, context) within each split; a given test split kept as given.
 
     Duplicates are `exact` when their raw text and context are identical,
     `normalised` when they are equal only after cleaning and case folding. A
     group under several labels is a conflict: with "majority" it keeps its most
-    frequent label and a tie drops it; with "drop" it is dropped.
+    frequent label and a tie drops it; with "drop" it is dropped. A given test
+    split keeps every row and label (`data.dedup_given_test` removes its exact
+    duplicates); copies of its examples leave the other splits (see _PRIORITY).
     """
     groups: dict[tuple, list[tuple[str | None, Utterance]]] = defaultdict(list)
     for split, u in tagged:
         e = u.example
         groups[(dedup_key(e.text), *(dedup_key(c) for c in e.context))].append((split, u))
 
-    kept, exact, normalised, sample = [], 0, 0, []
-    report["label_conflicts"] = 0
+    kept, totals, sample = [], Counter(), []
     for group in groups.values():
         if len(group) == 1:  # most examples: nothing to merge
             kept.append((group[0][0], group[0][1].example))
             continue
-        votes = Counter(u.example.label for _, u in group).most_common()
-        label = votes[0][0]
-        if len(votes) > 1:
-            report["label_conflicts"] += 1
-            if conflicts == "drop" or votes[0][1] == votes[1][1]:
-                label = None
-            if len(sample) < _SAMPLE:
-                e = group[0][1].example
-                sample.append({"text": e.text, "context": e.context, "labels": dict(votes), "kept": label})
-            if label is None:
-                dropped["label_conflict"] += len(group)
-                continue
-        distinct = len({u.raw for _, u in group})
-        exact += len(group) - distinct
-        normalised += distinct - 1
-        split = min((s for s, _ in group), key=_PRIORITY.__getitem__)
-        representative = next((u.example for s, u in group if s == split and u.example.label == label),
-                              next(u.example for s, u in group if s == split))
-        kept.append((split, representative if representative.label == label
-                      else dataclasses.replace(representative, label=label)))
-    report["duplicates_removed"] = exact + normalised
-    report["duplicates"] = {"exact": exact, "normalised": normalised}
-    report["conflict_resolution"] = conflicts
+        top = min((s for s, _ in group), key=_PRIORITY.__getitem__)
+        members = [u for s, u in group if s == top]
+        for split, _ in group:
+            if split != top:  # a copy of an example of a split that outranks this one
+                dropped[_DROP_REASON[top]] += 1
+                ledger[split][_DROP_REASON[top]] += 1
+        if top == "test" and not config.dedup_given_test:
+            kept += [("test", u.example) for u in members]
+            ledger["test"]["duplicates_kept"] += len(members) - 1
+            continue
+        if top == "test":  # exact duplicates only: the same raw text, context and label
+            distinct = list({(u.raw, u.example.label): u for u in members}.values())
+            kept += [("test", u.example) for u in distinct]
+            ledger["test"]["duplicates_removed"] += len(members) - len(distinct)
+            totals["exact"] += len(members) - len(distinct)
+            continue
+        example = _resolve(members, config.labels.conflicts, totals, sample, ledger[top])
+        if example is None:
+            dropped["label_conflict"] += len(members)
+            ledger[top]["label_conflict"] += len(members)
+        else:
+            kept.append((top, example))
+    report["label_conflicts"] = totals["conflicts"]
+    report["duplicates_removed"] = totals["exact"] + totals["normalised"]
+    report["duplicates"] = {"exact": totals["exact"], "normalised": totals["normalised"]}
+    report["conflict_resolution"] = config.labels.conflicts
     report["conflict_sample"] = sample
     return kept
 
 
+def _resolve(members: list[Utterance], conflicts: str, totals: Counter, sample: list,
+             ledger: Counter) -> Example | None:
+    """The one example a split keeps of its duplicates; None where their labels conflict past resolving."""
+    votes = Counter(u.example.label for u in members).most_common()
+    label = votes[0][0]
+    if len(votes) > 1:
+        totals["conflicts"] += 1
+        ledger["label_conflicts"] += 1
+        if conflicts == "drop" or votes[0][1] == votes[1][1]:
+            label = None
+        if len(sample) < _SAMPLE:
+            e = members[0].example
+            sample.append({"text": e.text, "context": e.context, "labels": dict(votes), "kept": label})
+        if label is None:
+            return None
+    distinct = len({u.raw for u in members})
+    totals["exact"] += len(members) - distinct
+    totals["normalised"] += distinct - 1
+    ledger["duplicates_removed"] += len(members) - 1
+    # The majority label is some member's own: no example's label is ever rewritten.
+    return next(u.example for u in members if u.example.label == label)
+
+
 def _handle_rare(kept: list[tuple[str | None, Example]], config: DataConfig, report: dict,
-                 dropped: Counter) -> list[tuple[str | None, Example]]:
-    """Classes under `data.labels.min_count` examples dropped, or merged into `data.labels.other`."""
-    counts = Counter(e.label for _, e in kept)
+                 dropped: Counter, ledger: dict[str | None, Counter]) -> list[tuple[str | None, Example]]:
+    """Classes under `data.labels.min_count` examples dropped, or merged into `data.labels.other`;
+    counted and applied outside a given test split, which keeps its gold labels."""
+    counts = Counter(e.label for split, e in kept if split != "test")
     fate = rare_classes(counts, config.labels)
     report["rare_labels"] = {label: counts[label] for label in fate}
     if not fate:
         return kept
     out = []
     for split, e in kept:
-        if e.label in fate:
+        if e.label in fate and split != "test":
             if fate[e.label] is None:
                 dropped["rare_label"] += 1
+                ledger[split]["rare_label"] += 1
                 continue
             e = dataclasses.replace(e, label=fate[e.label])
+            ledger[split]["labels_changed"] += 1
         out.append((split, e))
     return out
 
@@ -185,6 +227,47 @@ def _split(kept: list[tuple[str | None, Example]], config: DataConfig) -> dict[s
         given["train"] = carved["train"]
         given.update({s: carved[s] for s in carve})
     return given
+
+
+def _by_split(ledger: dict[str | None, Counter], splits: dict[str, list[Example]]) -> dict:
+    """What happened to each given split's rows (or the pooled ones) on the way to its examples."""
+    out = {}
+    for source, counts in ledger.items():
+        counts = Counter(counts)
+        read = counts.pop("rows_read", 0)
+        entry = {"rows_read": read,
+                 "dropped": {reason: n for reason, n in sorted(counts.items()) if reason not in _NOT_DROPS},
+                 **{key: counts.get(key, 0) for key in _NOT_DROPS}}
+        if source is not None:
+            entry["examples"] = len(splits[source])
+        out[source or "pooled"] = entry
+    return out
+
+
+# Counted per split beside the drops; `labels_changed` only ever counts a rare class merged into `other`.
+_NOT_DROPS = ("duplicates_removed", "duplicates_kept", "label_conflicts", "labels_changed")
+
+# When the largest class holds more than half of train, or a class under 1% of it, accuracy and
+# weighted-F1 say little about the small classes.
+_MAJORITY, _RARE_SHARE = 0.5, 0.01
+
+
+def imbalance(train_counts: dict[str, int]) -> dict:
+    """How unevenly train's classes are filled, and, if badly, the settings that address it."""
+    total = sum(train_counts.values())
+    if not total:
+        return {}
+    largest = max(train_counts, key=train_counts.get)
+    share = train_counts[largest] / total
+    rare = sorted(label for label, n in train_counts.items() if n / total < _RARE_SHARE)
+    out = {"largest": {"label": largest, "share": round(share, 4)},
+           "under_1_percent": {label: round(train_counts[label] / total, 4) for label in rare}}
+    if share > _MAJORITY or rare:
+        out["advice"] = (
+            f"imbalanced train split ({largest} holds {share:.0%}"
+            + (f"; {', '.join(rare)} under 1%" if rare else "") + "): consider train.class_weights: balanced, "
+            f"and train.select_metric: macro_f1, or macro_f1_excluding with metrics.exclude_labels: [{largest}]")
+    return out
 
 
 def _leakage(splits: dict[str, list[Example]]) -> dict:
@@ -239,6 +322,15 @@ def format_summary(report: dict, out: str | Path) -> str:
         f"{leakage['examples_in_several_splits']} with their context"
         + (f"; e.g. {', '.join(repr(t) for t in leakage['sample'][:3])}" if leakage["sample"] else "")
     )
+    by_split = report.get("by_split", {})
+    if any(source != "pooled" for source in by_split):
+        for source, entry in by_split.items():
+            drops = ", ".join(f"{reason} {n}" for reason, n in entry["dropped"].items()) or "none dropped"
+            lines.append(f"  {source}: {entry['rows_read']} rows read -> {entry.get('examples', '?')} examples; {drops}; "
+                         f"duplicates removed {entry['duplicates_removed']}, kept {entry['duplicates_kept']}; "
+                         f"conflicts resolved {entry['label_conflicts']}; labels changed {entry['labels_changed']}")
+    if report.get("imbalance", {}).get("advice"):
+        lines.append("  " + report["imbalance"]["advice"])
     for reason, messages in report["problems"].items():
         lines.append(f"  first {reason}: {messages[0]}")
     return "\n".join(lines)

@@ -189,7 +189,8 @@ def create_app(load: Callable[[], ExportedModel], options: ServeOptions) -> Star
     server = _Server(load, options)
     routes = [
         Route("/v1/classify", server.classify, methods=["POST"]),
-        Route("/v1/models/{rest:path}", server.models, methods=["GET", "POST"]),
+        # Every method reaches the handler, which knows which one a path takes: a precise 405.
+        Route("/v1/models/{rest:path}", server.models, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
         Route("/healthz", server.healthz, methods=["GET"]),
         Route("/readyz", server.readyz, methods=["GET"]),
         Route("/metrics", server.metrics_text, methods=["GET"]),

@@ -260,3 +260,85 @@ def test_speaker_prefixes_need_a_speaker_column(tmp_path, dialogue_csv):
     config = DataConfig(files=[str(dialogue_csv)], columns=Columns(dialogue_id="dialogue_id"), context_speaker=True)
     with pytest.raises(ConfigError, match="data.context_speaker needs data.columns.speaker"):
         prepare(config, tmp_path / "out")
+
+
+def given(tmp_path, train_rows, test_rows, validation_rows=None, **config):
+    files = {"train": [str(write_csv(tmp_path / "train.csv", train_rows))],
+             "test": [str(write_csv(tmp_path / "test.csv", test_rows))]}
+    if validation_rows:
+        files["validation"] = [str(write_csv(tmp_path / "validation.csv", validation_rows))]
+    return DataConfig(splits=SplitFiles(**files), validation_size=0.25, **config)
+
+
+FILLER = [{"text": f"{label} example {i}", "label": label} for label in ("lost_card", "balance") for i in range(8)]
+
+
+def test_a_given_test_split_keeps_every_row_and_label_and_train_loses_its_copies(tmp_path):
+    train = FILLER + [{"text": "I lost my card", "label": "lost_card"}, {"text": "i LOST my  card", "label": "lost_card"}]
+    test = [{"text": "I lost my card", "label": "balance"},  # the authors' label, unlike train's
+            {"text": "what is my balance", "label": "balance"},
+            {"text": "what is my balance", "label": "balance"},  # an exact duplicate within test
+            {"text": "card gone", "label": "lost_card"}, {"text": "card gone", "label": "balance"}]  # a conflict
+    report = prepare(given(tmp_path, train, test), tmp_path / "out")
+    kept = [(e.text, e.label) for e in read_jsonl(tmp_path / "out" / "test.jsonl")]
+    assert sorted(kept) == sorted((row["text"], row["label"]) for row in test)  # every row, every gold label
+    training = read_jsonl(tmp_path / "out" / "train.jsonl") + read_jsonl(tmp_path / "out" / "validation.jsonl")
+    assert not [e for e in training if "lost my" in e.text.lower()]  # the leak: both train copies gone
+    assert report["by_split"]["test"] == {"rows_read": 5, "dropped": {}, "duplicates_removed": 0,
+                                          "duplicates_kept": 2, "label_conflicts": 0, "labels_changed": 0,
+                                          "examples": 5}
+    assert report["by_split"]["train"]["dropped"] == {"copy_of_test": 2}
+    assert report["by_split"]["train"]["rows_read"] == len(train)
+    summary = format_summary(report, tmp_path / "out")
+    assert "  test: 5 rows read -> 5 examples; none dropped; duplicates removed 0, kept 2" in summary
+    assert "  train: 18 rows read ->" in summary and "copy_of_test 2" in summary
+
+
+def test_a_given_test_split_may_lose_its_exact_duplicates_and_nothing_else(tmp_path):
+    test = [{"text": "what is my balance", "label": "balance"}, {"text": "what is my balance", "label": "balance"},
+            {"text": "card gone", "label": "lost_card"}, {"text": "card gone", "label": "balance"}]
+    report = prepare(given(tmp_path, FILLER, test, dedup_given_test=True), tmp_path / "out")
+    kept = sorted((e.text, e.label) for e in read_jsonl(tmp_path / "out" / "test.jsonl"))
+    assert kept == [("card gone", "balance"), ("card gone", "lost_card"), ("what is my balance", "balance")]
+    assert report["by_split"]["test"]["duplicates_removed"] == 1
+
+
+def test_validation_outranks_train_and_test_outranks_validation(tmp_path):
+    train = FILLER + [{"text": "in validation too", "label": "balance"}, {"text": "in test too", "label": "balance"}]
+    validation = [{"text": "In validation too", "label": "lost_card"}, {"text": "in test too", "label": "lost_card"},
+                  {"text": "validation only", "label": "balance"}]
+    test = [{"text": "in test too", "label": "balance"}, {"text": "test only", "label": "lost_card"}]
+    report = prepare(given(tmp_path, train, test, validation), tmp_path / "out")
+    texts = {s: [(e.text, e.label) for e in read_jsonl(tmp_path / "out" / f"{s}.jsonl")]
+             for s in ("train", "validation", "test")}
+    assert texts["validation"] == [("In validation too", "lost_card"), ("validation only", "balance")]
+    assert texts["test"] == [("in test too", "balance"), ("test only", "lost_card")]
+    assert not {t for t, _ in texts["train"]} & {"in validation too", "in test too"}
+    assert report["by_split"]["train"]["dropped"] == {"copy_of_test": 1, "copy_of_validation": 1}
+    assert report["by_split"]["validation"]["dropped"] == {"copy_of_test": 1}
+
+
+def test_conflicts_within_train_are_still_resolved_by_majority(tmp_path):
+    train = FILLER + [{"text": "hmm", "label": "balance"}, {"text": "hmm", "label": "balance"},
+                      {"text": "Hmm", "label": "lost_card"}]
+    report = prepare(given(tmp_path, train, [{"text": "test only", "label": "balance"}]), tmp_path / "out")
+    training = read_jsonl(tmp_path / "out" / "train.jsonl") + read_jsonl(tmp_path / "out" / "validation.jsonl")
+    assert [(e.text, e.label) for e in training if e.text.lower() == "hmm"] == [("hmm", "balance")]
+    assert report["by_split"]["train"]["label_conflicts"] == 1
+    assert report["by_split"]["train"]["duplicates_removed"] == 2
+
+
+@pytest.mark.parametrize("counts, advised", [({"neutral": 60, "joy": 39, "fear": 1}, True),
+                                             ({"neutral": 50, "joy": 45, "fear": 5}, False)])
+def test_an_imbalanced_train_split_is_named_with_the_settings_that_address_it(tmp_path, counts, advised):
+    rows = [{"text": f"{label} {i}", "label": label} for label, n in counts.items() for i in range(n)]
+    config = DataConfig(splits=SplitFiles(train=[str(write_csv(tmp_path / "t.csv", rows))]), validation_size=0,
+                        test_size=0)
+    report = prepare(config, tmp_path / "out")
+    assert report["imbalance"]["largest"] == {"label": "neutral", "share": counts["neutral"] / 100}
+    assert ("advice" in report["imbalance"]) == advised
+    summary = format_summary(report, tmp_path / "out")
+    assert ("train.class_weights: balanced" in summary) == advised
+    if advised:
+        assert "(neutral holds 60%)" in summary  # fear holds 1%, not under it
+        assert "metrics.exclude_labels: [neutral]" in summary
