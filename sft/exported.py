@@ -6,6 +6,7 @@ out, from the same graph `sft export` ships to TF Serving.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ class ExportInfo:
 def weights_stamp(run: RunDir, which: str) -> dict:
     """Which weights an export holds, and when they were written: a run trained further is exported again."""
     stat = run.weights(which).with_suffix(".index").stat()
-    return {"run": str(run.path), "model": which, "weights_mtime_ns": stat.st_mtime_ns, "weights_size": stat.st_size}
+    return {"run": str(run.path.resolve()), "model": which, "weights_mtime_ns": stat.st_mtime_ns, "weights_size": stat.st_size}
 
 
 class ExportedModel:
@@ -78,7 +79,7 @@ class ExportedModel:
     def labels(self) -> list[str]:
         return self.info.labels
 
-    @property
+    @functools.cached_property
     def signature_inputs(self) -> dict[str, dict[str, str]]:
         """Each signature's inputs and their dtype ("string", "int32")."""
         return {name: {key: spec.dtype.name for key, spec in fn.structured_input_signature[1].items()}
