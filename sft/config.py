@@ -65,8 +65,8 @@ class LabelConfig:
     casefold: bool = False
     # Raw label -> class, after trimming (and case folding); several labels may merge into one.
     mapping: dict[str, str] = field(default_factory=dict)
-    # Classes with fewer examples than this (after de-duplication, all splits together)
-    # are dropped, or merged into the class named `other`.
+    # Classes with fewer examples than this (after de-duplication, all splits but a given
+    # test split, which keeps its gold labels) are dropped, or merged into the class `other`.
     min_count: int = field(default=1, metadata={"min": 1})
     rare: Literal["drop", "other"] = "drop"
     other: str = "other"

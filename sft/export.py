@@ -31,7 +31,7 @@ import tensorflow as tf
 import yaml
 
 from sft import __version__, inputs
-from sft.errors import RunDirError
+from sft.errors import RunDirError, SftError
 from sft.exported import ExportInfo, weights_stamp
 from sft.files import atomic_dir, is_nonempty_dir, write_json
 from sft.hub.encoder import input_signature
@@ -134,6 +134,6 @@ def export_run(run: RunDir, which: str = "best") -> Path:
     try:
         if ExportInfo.read(folder).source == weights_stamp(run, which):
             return folder
-    except (RunDirError, OSError, ValueError, KeyError, TypeError):
-        pass  # none yet, or from other weights, or unreadable: export again
+    except (SftError, OSError, ValueError, KeyError, TypeError):
+        pass  # none yet, or of other weights, or unreadable: export again
     return export(load_trained(run, which), folder, which, overwrite=True)

@@ -56,9 +56,12 @@ class ExportInfo:
 
 
 def weights_stamp(run: RunDir, which: str) -> dict:
-    """Which weights an export holds, and when they were written: a run trained further is exported again."""
+    """Which weights and fallback an export holds: a run trained further, or whose threshold was
+    chosen since (at training's end), is exported again."""
     stat = run.weights(which).with_suffix(".index").stat()
-    return {"run": str(run.path.resolve()), "model": which, "weights_mtime_ns": stat.st_mtime_ns, "weights_size": stat.st_size}
+    fallback = Fallback.read(run)
+    return {"run": str(run.path.resolve()), "model": which, "weights_mtime_ns": stat.st_mtime_ns,
+            "weights_size": stat.st_size, "fallback": [fallback.label, fallback.threshold]}
 
 
 class ExportedModel:

@@ -95,6 +95,18 @@ def test_answers_are_sft_predicts(client, trained, project):
     assert any(e.context for e in examples), "the test split has context, or this test shows nothing"
 
 
+def test_only_the_turns_the_model_reads_are_cleaned():
+    from sft.config import DataConfig
+    from sft.serve.schema import Limits, parse_classify
+
+    data = DataConfig(context_turns=2, context_speaker=True)
+    turns = ["<b>oldest</b>", "older", "  ", {"speaker": "bot", "text": "newest"}]
+    asked = parse_classify({"texts": ["hi"], "contexts": [turns]}, Limits(), data, classes=3)
+    assert asked.contexts == ["older bot: newest"]
+    nothing = parse_classify({"texts": ["hi"], "contexts": [turns]}, Limits(), DataConfig(), classes=3)
+    assert nothing.contexts == [""]  # a model trained without context reads none
+
+
 def test_context_is_built_as_prepare_builds_it(client, trained):
     """Turns given as strings or as {speaker, text}, older than the model reads, or empty after cleaning."""
     from sft.predict import predict_examples
@@ -174,6 +186,7 @@ BAD_REQUESTS = [
      "the model refused the inputs: indices[0,1] = 1000000 is not in [0, "),
     ("DELETE", "/v1/models/intents", None, 405, "DELETE is not allowed on /v1/models/intents; use GET"),
     ("GET", "/v2/anything", None, 404, "no such endpoint: /v2/anything"),
+    ("POST", "/v1/models/intents:predict", {"signature_name": ["x"], "instances": ["hi"]}, 400, "is not in the model"),
 ]
 
 
@@ -199,6 +212,11 @@ def test_a_bad_request_gets_a_4xx_that_names_the_problem(strict_client, method, 
     assert message in response.json()["error"]
     # ...and the server goes on answering.
     assert strict_client.post("/v1/classify", json={"texts": ["hello"]}).status_code == 200
+
+
+def test_json_nested_past_pythons_recursion_limit_is_a_400(client):
+    response = client.post("/v1/classify", content=b"[" * 100_000 + b"]" * 100_000)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
 
 
 def test_a_body_without_a_length_is_cut_off_at_the_limit(strict_client):

@@ -84,7 +84,8 @@ def prepare(
 
     # 4. split, then check what the splits hold
     splits = _split(kept, config)
-    labels = sorted({e.label for examples in splits.values() for e in examples})
+    # The classes the model can learn: a label only a given test split holds is scored as unseen.
+    labels = sorted({e.label for s in ("train", "validation") for e in splits[s]})
     if len(labels) < 2:
         raise DataError(f"the data holds {len(labels)} class ({', '.join(labels)}) after cleaning and "
                         "de-duplication; a classifier needs at least 2: check data.columns.label and data.labels")
@@ -241,6 +242,8 @@ def _by_split(ledger: dict[str | None, Counter], splits: dict[str, list[Example]
         if source is not None:
             entry["examples"] = len(splits[source])
         out[source or "pooled"] = entry
+    if out.keys() - {"pooled"}:  # given splits: a missing one was carved from train's examples
+        out |= {s: {"carved_from_train": len(splits[s])} for s in SPLITS if s not in out and splits[s]}
     return out
 
 
@@ -325,10 +328,13 @@ def format_summary(report: dict, out: str | Path) -> str:
     by_split = report.get("by_split", {})
     if any(source != "pooled" for source in by_split):
         for source, entry in by_split.items():
+            if "carved_from_train" in entry:
+                lines.append(f"  {source}: {entry['carved_from_train']} examples carved from train")
+                continue
             drops = ", ".join(f"{reason} {n}" for reason, n in entry["dropped"].items()) or "none dropped"
             lines.append(f"  {source}: {entry['rows_read']} rows read -> {entry.get('examples', '?')} examples; {drops}; "
                          f"duplicates removed {entry['duplicates_removed']}, kept {entry['duplicates_kept']}; "
-                         f"conflicts resolved {entry['label_conflicts']}; labels changed {entry['labels_changed']}")
+                         f"label conflicts {entry['label_conflicts']}; labels changed {entry['labels_changed']}")
     if report.get("imbalance", {}).get("advice"):
         lines.append("  " + report["imbalance"]["advice"])
     for reason, messages in report["problems"].items():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from starlette.requests import ClientDisconnect
+
 from sft.config import DataConfig
 from sft.data.clean import clean_text
 from sft.data.dialogue import context_segment, context_turn
@@ -32,16 +34,21 @@ async def read_json(request, limits: Limits):
     if declared is not None and declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise BadRequest(f"body of {declared} bytes is over the limit of {limits.max_body_bytes}", 413)
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limits.max_body_bytes:
-            raise BadRequest(f"body is over the limit of {limits.max_body_bytes} bytes", 413)
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limits.max_body_bytes:
+                raise BadRequest(f"body is over the limit of {limits.max_body_bytes} bytes", 413)
+    except ClientDisconnect:
+        raise BadRequest("the client went away before sending the whole body") from None
     if not body:
         raise BadRequest("body is empty: expected a JSON object")
     try:
         return json.loads(body.decode("utf-8"))  # JSON is UTF-8 (RFC 8259): no guessing at UTF-16
     except UnicodeDecodeError:
         raise BadRequest("body is not UTF-8 text: expected a JSON object") from None
+    except RecursionError:
+        raise BadRequest("body is JSON nested too deeply") from None
     except ValueError as e:
         raise BadRequest(f"body is not JSON ({e})") from None
 
@@ -82,18 +89,25 @@ def _context(turns, where: str, limits: Limits, data: DataConfig) -> str:
         return ""
     if not isinstance(turns, list):
         raise BadRequest(f"{where} must be a list of previous turns, oldest first")
-    formatted = []
+    given = []
     for j, turn in enumerate(turns):
         if isinstance(turn, dict):
             _object(turn, f"{where}[{j}]", {"text", "speaker"})
             speaker = turn.get("speaker")
             if speaker is not None:
                 _text(speaker, f"{where}[{j}].speaker", limits)
-            text = _text(turn.get("text"), f"{where}[{j}].text", limits)
+            given.append((_text(turn.get("text"), f"{where}[{j}].text", limits), speaker))
         else:
-            speaker, text = None, _text(turn, f"{where}[{j}]", limits)
-        formatted.append(context_turn(text, speaker, data))
-    return context_segment([t for t in formatted if t], data.context_turns)
+            given.append((_text(turn, f"{where}[{j}]", limits), None))
+    # Newest first, and only until the model's turns are found: older ones are never read.
+    kept = []
+    for text, speaker in reversed(given):
+        if len(kept) == data.context_turns:
+            break
+        turn = context_turn(text, speaker, data)
+        if turn:  # empty after cleaning: no turn, as prepare drops such rows
+            kept.append(turn)
+    return context_segment(kept[::-1], data.context_turns)
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,7 @@ def parse_predict(body, limits: Limits, signatures: dict[str, dict[str, str]]) -
     (columnar), as TF Serving's REST API takes them. `signatures`: name -> {input: "string" | "int32"}."""
     _object(body, "body", {"signature_name", "instances", "inputs"})
     name = body.get("signature_name", "serving_default")
-    if name not in signatures:
+    if not isinstance(name, str) or name not in signatures:
         raise BadRequest(f"signature_name '{str(name)[:100]}' is not in the model; it has {', '.join(sorted(signatures))}")
     specs = signatures[name]
     if ("instances" in body) == ("inputs" in body):

@@ -342,3 +342,11 @@ def test_an_imbalanced_train_split_is_named_with_the_settings_that_address_it(tm
     if advised:
         assert "(neutral holds 60%)" in summary  # fear holds 1%, not under it
         assert "metrics.exclude_labels: [neutral]" in summary
+
+
+def test_a_class_only_the_given_test_split_holds_is_no_class_of_the_model(tmp_path):
+    test = [{"text": "what is my balance", "label": "balance"}, {"text": "hello", "label": "greeting"}]
+    report = prepare(given(tmp_path, FILLER, test), tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "labels.json").read_text()) == ["balance", "lost_card"]
+    assert [e.label for e in read_jsonl(tmp_path / "out" / "test.jsonl")] == ["balance", "greeting"]  # kept as given
+    assert report["by_split"]["validation"] == {"carved_from_train": 4}
