@@ -28,7 +28,6 @@ import tempfile
 from pathlib import Path
 
 import tensorflow as tf
-import yaml
 
 from sft import __version__, inputs
 from sft.errors import RunDirError, SftError
@@ -36,7 +35,7 @@ from sft.exported import ExportInfo, weights_stamp
 from sft.files import atomic_dir, is_nonempty_dir, write_json
 from sft.hub.encoder import input_signature
 from sft.rundir import RunDir
-from sft.trained import TrainedRun
+from sft.trained import TrainedRun, load_trained
 
 _TEXT = tf.TensorSpec([None], tf.string, name="text")
 _CONTEXT = tf.TensorSpec([None], tf.string, name="context")
@@ -121,19 +120,18 @@ def export(trained: TrainedRun, out: str | Path, which: str = "best", overwrite:
             "fallback": {"label": trained.fallback.label, "threshold": trained.fallback.threshold},
             "signatures": sorted(signatures),
             "source": weights_stamp(trained.run, which) if trained.run else {},
-            "config": yaml.safe_load(trained.config.to_yaml()),
+            "config": trained.config.to_dict(),
         })
     return Path(out)
 
 
 def export_run(run: RunDir, which: str = "best") -> Path:
-    """The run's own export (`RUN/export/WHICH`), written once, and again when its weights change."""
-    from sft.trained import load_trained
-
+    """The run's own export (`RUN/export/WHICH`), written once, and again when its weights or
+    fallback change."""
     folder = run.export_dir(which)
     try:
         if ExportInfo.read(folder).source == weights_stamp(run, which):
             return folder
-    except (SftError, OSError, ValueError, KeyError, TypeError):
-        pass  # none yet, or of other weights, or unreadable: export again
+    except (SftError, OSError):
+        pass  # none yet, damaged, or of other weights: export again
     return export(load_trained(run, which), folder, which, overwrite=True)

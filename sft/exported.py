@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sft.config import Config, config_from_dict
-from sft.errors import RunDirError, one_line
+from sft.errors import ConfigError, RunDirError, one_line
 from sft.fallback import Fallback
 from sft.rundir import RunDir
 
@@ -29,8 +29,7 @@ class ExportInfo:
     labels: list[str]
     fallback: Fallback
     config: Config
-    signatures: list[str]
-    source: dict  # the run and the weights it was exported from
+    source: dict  # the run, weights and fallback it was exported from
 
     @staticmethod
     def folder(export: str | Path) -> Path:
@@ -46,13 +45,9 @@ class ExportInfo:
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
             return cls(saved["labels"], Fallback(**saved["fallback"]), config_from_dict(saved["config"]),
-                       saved["signatures"], saved["source"])
-        except (ValueError, KeyError, TypeError) as e:
+                       saved["source"])
+        except (ConfigError, ValueError, KeyError, TypeError) as e:
             raise RunDirError(f"'{path}' is damaged ({e}); export the run again") from None
-
-    @property
-    def context_turns(self) -> int:
-        return self.config.data.context_turns
 
 
 def weights_stamp(run: RunDir, which: str) -> dict:
