@@ -124,7 +124,8 @@ def format_comparison(runs: list[tuple[str, dict]]) -> str:
             ("macro-F1", lambda m: f"{m['macro']['f1']:.4f}"), ("micro-F1", lambda m: f"{m['micro']['f1']:.4f}"),
             ("weighted-F1", lambda m: f"{m['weighted']['f1']:.4f}"),
             ("macro-F1 excl.", lambda m: f"{m['excluding']['macro']['f1']:.4f}" if "excluding" in m else "-"),
-            ("micro-F1 excl.", lambda m: f"{m['excluding']['micro']['f1']:.4f}" if "excluding" in m else "-"), ("macro precision", lambda m: f"{m['macro']['precision']:.4f}"),
+            ("micro-F1 excl.", lambda m: f"{m['excluding']['micro']['f1']:.4f}" if "excluding" in m else "-"),
+            ("macro precision", lambda m: f"{m['macro']['precision']:.4f}"),
             ("macro recall", lambda m: f"{m['macro']['recall']:.4f}"), ("ECE", lambda m: f"{m['ece']:.4f}")]
     width = max(12, *(len(name) for name, _ in runs))
     lines = [f"{'':<16}" + "".join(f"{name[-width:]:>{width + 2}}" for name, _ in runs)]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sft.errors import ConfigError
+
 
 def confusion_matrix(gold: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """`matrix[g, p]` counts examples of gold class g predicted as p."""
@@ -28,23 +30,14 @@ def classification_metrics(gold: Sequence[int], predicted: Sequence[int], labels
     support = matrix.sum(axis=1).astype(np.float64)
     predicted_count = matrix.sum(axis=0).astype(np.float64)
 
-    precision = _divide(true_positives, predicted_count)
-    recall = _divide(true_positives, support)
-    f1 = _divide(2 * precision * recall, precision + recall)
+    precision, recall, f1, averages = _averages(true_positives, predicted_count, support)
     n = int(matrix.sum())
-    micro_precision = _divide(true_positives.sum(), predicted_count.sum())
-    micro_recall = _divide(true_positives.sum(), support.sum())
     weights = support / support.sum() if support.sum() else support
 
     return {
         "n": n,
         "accuracy": float(true_positives.sum() / n) if n else 0.0,
-        "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
-        "micro": {
-            "precision": float(micro_precision),
-            "recall": float(micro_recall),
-            "f1": float(_divide(2 * micro_precision * micro_recall, micro_precision + micro_recall)),
-        },
+        **averages,
         "weighted": {
             "precision": float(precision @ weights),
             "recall": float(recall @ weights),
@@ -69,14 +62,17 @@ def excluding(matrix: Sequence[Sequence[int]], labels: Sequence[str], exclude: S
     its "neutral" class. An excluded class still counts where it is wrongly predicted or missed."""
     matrix = np.asarray(matrix, np.float64)
     keep = [i for i, label in enumerate(labels) if label not in set(exclude)]
-    true_positives = np.diag(matrix)[keep]
-    predicted_count, support = matrix.sum(axis=0)[keep], matrix.sum(axis=1)[keep]
+    *_, averages = _averages(np.diag(matrix)[keep], matrix.sum(axis=0)[keep], matrix.sum(axis=1)[keep])
+    return {"labels": sorted(exclude), **averages}
+
+
+def _averages(true_positives: np.ndarray, predicted_count: np.ndarray, support: np.ndarray):
+    """Per-class precision, recall and F1 from a class's counts, and their macro and micro averages."""
     precision, recall = _divide(true_positives, predicted_count), _divide(true_positives, support)
     f1 = _divide(2 * precision * recall, precision + recall)
     micro_precision = _divide(true_positives.sum(), predicted_count.sum())
     micro_recall = _divide(true_positives.sum(), support.sum())
-    return {
-        "labels": sorted(exclude),
+    return precision, recall, f1, {
         "macro": {"precision": float(precision.mean()), "recall": float(recall.mean()), "f1": float(f1.mean())},
         "micro": {"precision": float(micro_precision), "recall": float(micro_recall),
                   "f1": float(_divide(2 * micro_precision * micro_recall, micro_precision + micro_recall))},
@@ -85,8 +81,6 @@ def excluding(matrix: Sequence[Sequence[int]], labels: Sequence[str], exclude: S
 
 def check_excluded(exclude: Sequence[str], labels: Sequence[str]) -> None:
     """`metrics.exclude_labels` must name classes of the label map, and leave one."""
-    from sft.errors import ConfigError
-
     unknown = sorted(set(exclude) - set(labels))
     if unknown:
         raise ConfigError(f"metrics.exclude_labels names {', '.join(map(repr, unknown))}, not a class of this data "
