@@ -135,6 +135,29 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
         click.echo(format_summary(summary, run.path))
 
 
+def engine_options(command):
+    """--engine, --threads, --spin: which inference engine answers, and how ONNX Runtime's threads run."""
+    command = click.option("--spin", is_flag=True,
+                           help="ONNX Runtime: let idle threads spin-wait (a little faster alone; "
+                                "hurts a shared machine).")(command)
+    command = click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
+                           help="ONNX Runtime: threads a call (0: one a core).")(command)
+    return click.option("--engine", default="tf", show_default=True, type=click.Choice(["tf", "onnx", "onnx-int8"]),
+                        help="tf: TensorFlow; onnx, onnx-int8: ONNX Runtime, float32 or int8, the run "
+                             "exported once into RUN/export/ (needs the onnx extra).")(command)
+
+
+def check_engine(engine: str) -> None:
+    if engine != "tf":
+        try:
+            import onnxruntime  # noqa: F401
+            import tf2onnx  # noqa: F401
+            import tokenizers  # noqa: F401
+        except ImportError as e:
+            raise click.UsageError(f"--engine {engine} needs the onnx extra ({e.name} is missing): "
+                                   "pip install 'sft[onnx]'") from None
+
+
 @main.command()
 @click.option("--run-dir", "run_dirs", multiple=True, required=True, type=click.Path(file_okay=False),
               help="A run directory written by `sft train`.")
@@ -146,7 +169,8 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
 @click.option("--report", is_flag=True, help="Also write report_<split>/index.md with pictures into the run directory.")
 @click.option("--exclude-label", "exclude", multiple=True,
               help="Also average without this class (repeatable) [default: the run's metrics.exclude_labels].")
-def evaluate(run_dirs, split, data_file, which, as_json, report, exclude):
+@engine_options
+def evaluate(run_dirs, split, data_file, which, as_json, report, exclude, engine, threads, spin):
     """Accuracy, precision, recall, F1, confusion matrix and calibration of trained runs.
 
     With several --run-dir, prints their metrics side by side.
@@ -154,11 +178,12 @@ def evaluate(run_dirs, split, data_file, which, as_json, report, exclude):
     from sft.rundir import RunDir
 
     runs = [RunDir.open(run_dir) for run_dir in run_dirs]  # all checked before any work
+    check_engine(engine)
     startup.import_tensorflow()
     from sft.evaluate import evaluate as run_evaluate, format_comparison, format_table
 
     results = [(str(run.path), run_evaluate(run, split=split, data_file=data_file, which=which, report=report,
-                                            exclude=list(exclude) or None))
+                                            exclude=list(exclude) or None, engine=engine, threads=threads, spin=spin))
                for run in runs]
     if as_json:
         echo_json(results[0][1] if len(results) == 1 else [m for _, m in results])
@@ -176,7 +201,8 @@ def evaluate(run_dirs, split, data_file, which, as_json, report, exclude):
 @click.option("--top-k", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout: one object an input, in input order.")
-def predict(run_dir, texts, input_file, top_k, which, as_json):
+@engine_options
+def predict(run_dir, texts, input_file, top_k, which, as_json, engine, threads, spin):
     """Label and probability for each input text, in batches.
 
     Reads --text, then --input, then standard input when neither is given and it is not a terminal.
@@ -199,11 +225,12 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
             examples += [Example(text, "") for text in cleaned if text]
     if not examples:
         raise click.UsageError("give --text, --input, or texts on standard input")
+    check_engine(engine)
     startup.import_tensorflow()
     from sft.predict import predict_examples
     from sft.trained import load_trained
 
-    trained = load_trained(run, which)
+    trained = load_trained(run, which, engine, threads, spin)
     for result in predict_examples(trained, examples, top_k=top_k):
         if as_json:
             echo_json(result, indent=None)  # JSON Lines
@@ -216,8 +243,17 @@ def predict(run_dir, texts, input_file, top_k, which, as_json):
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the serving SavedModel.")
 @click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--overwrite", is_flag=True, help="Replace an existing export.")
-def export(run_dir, out, which, overwrite):
-    """A SavedModel for serving: raw strings in, label, probabilities and confidence out."""
+@click.option("--format", "export_format", default="savedmodel", show_default=True,
+              type=click.Choice(["savedmodel", "onnx"]),
+              help="savedmodel: for TensorFlow and TF Serving; onnx: for ONNX Runtime (needs the onnx extra).")
+@click.option("--quantize", type=click.Choice(["int8"]),
+              help="With --format onnx: int8 weights, refused if validation accuracy drops more than "
+                   "export.max_accuracy_drop.")
+@click.option("--max-accuracy-drop", type=click.FloatRange(0, 1),
+              help="With --quantize: override the run's export.max_accuracy_drop (0.005: half a point).")
+def export(run_dir, out, which, overwrite, export_format, quantize, max_accuracy_drop):
+    """A model for serving: a SavedModel (raw strings in, label, probabilities and confidence out),
+    or an ONNX graph (token ids in, logits out) that sft's ONNX Runtime engine tokenises for."""
     from sft.errors import RunDirError
     from sft.files import is_nonempty_dir
     from sft.rundir import RunDir
@@ -225,12 +261,19 @@ def export(run_dir, out, which, overwrite):
     run = RunDir.open(run_dir)
     if is_nonempty_dir(out) and not overwrite:
         raise RunDirError(f"'{out}' already exists: choose another --out or pass --overwrite")
+    if export_format != "onnx" and (quantize or max_accuracy_drop is not None):
+        raise click.UsageError("--quantize and --max-accuracy-drop go with --format onnx")
+    if export_format == "onnx":
+        check_engine("onnx")
     startup.import_tensorflow()
-    from sft.export import export as run_export
+    from sft.export import export as run_export, export_onnx
     from sft.trained import load_trained
 
     trained = load_trained(run, which)
-    click.echo(str(run_export(trained, out, which, overwrite=overwrite)))
+    if export_format == "onnx":
+        click.echo(str(export_onnx(trained, out, which, quantize == "int8", overwrite, max_accuracy_drop)))
+    else:
+        click.echo(str(run_export(trained, out, which, overwrite=overwrite)))
 
 
 @main.command()
@@ -254,12 +297,14 @@ def export(run_dir, out, which, overwrite):
               help="Longest text (or context turn) in UTF-8 bytes.")
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(1),
               help="Largest request body.")
+@engine_options
 def serve(run_dir, export_dir, which, model_name, host, port, max_batch, max_wait_ms, max_texts, max_text_bytes,
-          max_body_bytes):
+          max_body_bytes, engine, threads, spin):
     """Answer a chatbot's requests over HTTP: POST /v1/classify, TF Serving's REST API, /healthz, /readyz, /metrics.
 
     Requests that arrive together run as one batch. SIGTERM or SIGINT: stop accepting, answer what is in flight,
-    exit 0. Needs the serve extra: pip install 'sft[serve]'.
+    exit 0. With --export, the export's format picks the engine (an ONNX export runs without TensorFlow).
+    Needs the serve extra: pip install 'sft[serve]'.
     """
     import re
 
@@ -278,20 +323,27 @@ def serve(run_dir, export_dir, which, model_name, host, port, max_batch, max_wai
         run.require_weights(which)
         name, version = run.path.resolve().name, "1"
     else:
-        ExportInfo.read(export_dir)  # a wrong folder fails now, not after TensorFlow has loaded
+        if engine != "tf":
+            raise click.UsageError("--engine goes with --run-dir; an export is served by the engine of its format")
+        engine = "onnx" if ExportInfo.read(export_dir).format == "onnx" else "tf"  # a wrong folder fails now
         folder = Path(export_dir).resolve()
         name, version = (folder.parent.name, folder.name) if folder.name.isdigit() else (folder.name, "1")
     name = model_name or name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise click.UsageError(f"--name '{name[:100]}': use letters, digits, '.', '_' and '-' (it is part of URLs)")
+    check_engine(engine)
     sock = server.listen(host, port)
-    startup.import_tensorflow()
-    from sft.exported import ExportedModel
+    if run_dir or engine == "tf":
+        startup.import_tensorflow()
 
     def load():
-        from sft.export import export_run
+        from sft.exported import load_export
 
-        return ExportedModel(export_run(run, which) if run_dir else export_dir)
+        if run_dir:
+            from sft.export import export_onnx_run, export_run
+
+            export = export_run(run, which) if engine == "tf" else export_onnx_run(run, which, engine == "onnx-int8")
+        return load_export(export if run_dir else export_dir, threads, spin)
 
     options = serve_app.ServeOptions(name, version, max_batch, max_wait_ms,
                                      Limits(max_texts, max_text_bytes, max_body_bytes))

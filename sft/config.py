@@ -195,6 +195,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """What `sft export` checks before it writes an export."""
+
+    # An int8 ONNX export is refused when its validation accuracy is more than this below the
+    # float32 model's (0.005: half a point).
+    max_accuracy_drop: float = field(default=0.005, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """How to run, never what to learn: changing hardware must not change the experiment."""
 
@@ -223,6 +232,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     fallback: FallbackConfig = field(default_factory=FallbackConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self):

@@ -60,6 +60,12 @@ class ServeError(SftError):
     exit_code = 8
 
 
+class ExportRefused(SftError):
+    """An int8 export lost more validation accuracy than export.max_accuracy_drop allows."""
+
+    exit_code = 9
+
+
 class TrainingInterrupted(SftError):
     """SIGINT or SIGTERM: a checkpoint was saved and `sft train --resume` continues."""
 
@@ -76,6 +82,7 @@ EXIT_CODES = {
     HubError.exit_code: "model handle or checkpoint error",
     TrainingDiverged.exit_code: "training diverged (non-finite loss); the last good checkpoint is kept",
     ServeError.exit_code: "sft serve cannot listen (address in use or not allowed), or its model failed to load",
+    ExportRefused.exit_code: "sft export refused an int8 model that lost more accuracy than export.max_accuracy_drop",
     TrainingInterrupted.exit_code: "training stopped by SIGINT/SIGTERM after saving a checkpoint; --resume continues",
     130: "interrupted by Ctrl-C (outside training, or a second one during it)",
 }

@@ -25,15 +25,17 @@ from sft.rundir import RunDir
 
 
 def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = None, which: str = "best",
-             report: bool = False, exclude: list[str] | None = None) -> dict:
+             report: bool = False, exclude: list[str] | None = None, engine: str = "tf", threads: int = 0,
+             spin: bool = False) -> dict:
     """Metrics of the run's `which` model on `split` of its prepared data (or on `data_file`);
-    `exclude` (default: the run's metrics.exclude_labels) adds the averages without those classes."""
+    `exclude` (default: the run's metrics.exclude_labels) adds the averages without those classes.
+    Another engine than "tf" writes its files with its name: `eval_test-onnx-int8.json`."""
     path = Path(data_file) if data_file else PreparedDir(Path(run.run_info()["data_dir"])).split_file(split)
-    name = path.stem if data_file else split
+    name = (path.stem if data_file else split) + ("" if engine == "tf" else f"-{engine}")
     examples = read_jsonl(path)
-    trained = load_trained(run, which)
+    trained = load_trained(run, which, engine, threads, spin)
     metrics = score(trained, examples, exclude)
-    metrics.update({"split": name, "data": str(path), "model": which})
+    metrics.update({"split": name, "data": str(path), "model": which, "engine": engine})
     write_text(run.errors_file(name), _errors_csv(examples, metrics.pop("_predictions")))
     write_json(run.eval_file(name), metrics)
     if report:

@@ -1,7 +1,9 @@
 """An export read back: its metadata (TensorFlow-free) and the SavedModel as an inference engine.
 
 `sft serve` answers through `ExportedModel`: texts and contexts in, probabilities
-out, from the same graph `sft export` ships to TF Serving.
+out, from the same graph `sft export` ships to TF Serving; or, for an ONNX export,
+through `sft.onnx_model.OnnxModel`, which offers the same methods. `load_export`
+picks the one an export needs.
 """
 
 from __future__ import annotations
@@ -30,22 +32,28 @@ class ExportInfo:
     fallback: Fallback
     config: Config
     source: dict  # the run, weights and fallback it was exported from
+    format: str = "savedmodel"  # or "onnx"
+    onnx: dict | None = None  # an ONNX export's: quantize, lower_case, and the checks made at export
+
+    MODEL_FILES = {"savedmodel": "saved_model.pb", "onnx": "model.onnx"}
 
     @staticmethod
     def folder(export: str | Path) -> Path:
-        """TF Serving's place for files beside a SavedModel."""
+        """TF Serving's place for files beside a SavedModel (an ONNX export keeps its own there too)."""
         return Path(export) / "assets.extra"
 
     @classmethod
     def read(cls, export: str | Path) -> ExportInfo:
         path = cls.folder(export) / cls.FILE
-        if not (Path(export) / "saved_model.pb").is_file() or not path.is_file():
-            raise RunDirError(f"'{export}' is not a folder written by `sft export` (it needs saved_model.pb and "
-                              f"assets.extra/{cls.FILE}); export a run with `sft export --run-dir RUN --out DIR`")
+        formats = [kind for kind, name in cls.MODEL_FILES.items() if (Path(export) / name).is_file()]
+        if not formats or not path.is_file():
+            raise RunDirError(f"'{export}' is not a folder written by `sft export` (it needs saved_model.pb or "
+                              f"model.onnx, and assets.extra/{cls.FILE}); export a run with "
+                              "`sft export --run-dir RUN --out DIR`")
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
             return cls(saved["labels"], Fallback(**saved["fallback"]), config_from_dict(saved["config"]),
-                       saved["source"])
+                       saved["source"], formats[0], saved.get("onnx"))
         except (ConfigError, ValueError, KeyError, TypeError) as e:
             raise RunDirError(f"'{path}' is damaged ({e}); export the run again") from None
 
@@ -130,3 +138,12 @@ class ExportedModel:
             if size >= max_batch:
                 break
             size *= 2
+
+
+def load_export(export: str | Path, threads: int = 0, spin: bool = False):
+    """The engine an export needs: `ExportedModel` for a SavedModel, `OnnxModel` for ONNX."""
+    if ExportInfo.read(export).format == "onnx":
+        from sft.onnx_model import OnnxModel
+
+        return OnnxModel(export, threads, spin)
+    return ExportedModel(export)

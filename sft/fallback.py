@@ -48,7 +48,7 @@ class Fallback:
 def choose_fallback(engine: Engine, split: inputs.EncodedSplit, labels: Sequence[str],
                     config: FallbackConfig) -> dict:
     """The threshold for `config.label`, chosen on a validation split (see `metrics.choose_threshold`)."""
-    probabilities = engine.probabilities(split)
+    probabilities = engine.split_probabilities(split)
     in_scope = np.array([labels[g] != config.out_of_scope_label for g in split.labels], bool)
     correct = probabilities.argmax(-1) == split.labels
     confidence = probabilities.max(-1)

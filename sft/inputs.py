@@ -46,13 +46,21 @@ class EncodedSplit:
 def encode(preprocessor, examples: Sequence[Example], label_ids: dict[str, int], context_turns: int = 0) -> EncodedSplit:
     """Tokenise texts with the TF Hub preprocessor, and, for a model that reads `context_turns`
     previous turns, the last of them as the second segment."""
-    text_ids = _tokenize(preprocessor, [e.text for e in examples])
+    contexts = [context_segment(e.context, context_turns) for e in examples] if context_turns else None
+    labels = np.array([label_ids.get(e.label, -1) for e in examples], np.int32)
+    return encode_texts(preprocessor, [e.text for e in examples], contexts, labels)
+
+
+def encode_texts(preprocessor, texts: Sequence[str], contexts: Sequence[str] | None,
+                 labels: np.ndarray | None = None) -> EncodedSplit:
+    """Texts and, for a model that reads context, each one's context segment (else None)."""
+    text_ids = _tokenize(preprocessor, list(texts))
     lengths = text_ids.row_lengths().numpy() + 2
     context_ids = None
-    if context_turns:
-        context_ids = _tokenize(preprocessor, [context_segment(e.context, context_turns) for e in examples])
+    if contexts is not None:
+        context_ids = _tokenize(preprocessor, list(contexts))
         lengths = lengths + context_ids.row_lengths().numpy() + 1
-    labels = np.array([label_ids.get(e.label, -1) for e in examples], np.int32)
+    labels = labels if labels is not None else np.full(len(texts), -1, np.int32)
     return EncodedSplit(text_ids, context_ids, labels, lengths)
 
 

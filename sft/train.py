@@ -218,7 +218,8 @@ class Session:
         average = train_step.average
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, **vars(state),
                                          **({"average": average.averages} if average else {}))
-        engine = Engine(model, plan.preprocessor, plan.config.model.max_seq_length, xla=plan.config.runtime.xla)
+        engine = Engine(model, plan.preprocessor, plan.config.model.max_seq_length, xla=plan.config.runtime.xla,
+                        with_context=plan.config.data.context_turns > 0)
         session = cls(plan, model, optimizer, state, train_step, engine, checkpoint)
         spec = session.batches(0, 0)[1].element_spec
         session.step_and_apply = train_step.function(True, spec)
@@ -490,7 +491,7 @@ def _validate(engine: Engine, split: inputs.EncodedSplit, labels: list[str], met
     """Validation scores, plus `_select`: the value that picks the best model."""
     if not len(split):
         return {"_select": 0.0}
-    probabilities = engine.probabilities(split)
+    probabilities = engine.split_probabilities(split)
     scores = classification_metrics(split.labels, probabilities.argmax(-1), labels)
     gold = probabilities[np.arange(len(split)), split.labels]
     validation = {"loss": float(-np.log(np.maximum(gold, 1e-12)).mean()), "accuracy": scores["accuracy"],

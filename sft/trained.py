@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from sft import inputs
 from sft.config import Config
+from sft.data.dialogue import context_segment
 from sft.data.example import Example
 from sft.engine import Engine
 from sft.errors import CheckpointError, one_line
@@ -25,18 +25,31 @@ class TrainedRun:
     run: RunDir | None
     config: Config | None
     labels: list[str]
-    engine: Engine
+    engine: Engine  # or any engine with `probabilities(texts, contexts)` (sft/engine.py)
     fallback: Fallback = Fallback()
     vocab: str | None = None  # the preprocessor's vocab.txt, where it is on disk
 
     def probabilities(self, examples: Sequence[Example]) -> np.ndarray:
-        label_ids = {label: i for i, label in enumerate(self.labels)}
         context_turns = self.config.data.context_turns if self.config else 0
-        return self.engine.probabilities(inputs.encode(self.engine.preprocessor, examples, label_ids, context_turns))
+        contexts = [context_segment(e.context, context_turns) for e in examples] if context_turns else None
+        return self.engine.probabilities([e.text for e in examples], contexts)
 
 
-def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
-    """Rebuild the classifier from the run's config and restore its `best` (or `last`) weights."""
+ENGINES = ("tf", "onnx", "onnx-int8")
+
+
+def load_trained(run: RunDir, which: str = "best", engine: str = "tf", threads: int = 0,
+                 spin: bool = False) -> TrainedRun:
+    """The run's `best` (or `last`) weights behind `engine`: "tf", the classifier rebuilt from the
+    run's config; "onnx" or "onnx-int8", the run exported once for ONNX Runtime (RUN/export/...)
+    and read back with `threads` (0: one a core) and, if `spin`, spin-waiting threads."""
+    if engine != "tf":
+        from sft.export import export_onnx_run
+        from sft.onnx_model import OnnxModel
+
+        run.require_weights(which)
+        model = OnnxModel(export_onnx_run(run, which, quantize=engine == "onnx-int8"), threads, spin)
+        return TrainedRun(run, run.config(), run.labels(), model, Fallback.read(run))
     from sft.model import build_classifier, non_finite_weights
 
     run.require_weights(which)
@@ -52,5 +65,5 @@ def load_trained(run: RunDir, which: str = "best") -> TrainedRun:
     if non_finite_weights(model):
         raise CheckpointError(f"the {which} weights of run '{run.path}' are not finite (NaN or infinite): "
                               "the run diverged; train it again with a lower train.learning_rate")
-    engine = Engine(model, preprocessor, config.model.max_seq_length)
+    engine = Engine(model, preprocessor, config.model.max_seq_length, with_context=config.data.context_turns > 0)
     return TrainedRun(run, config, labels, engine, Fallback.read(run), handles.vocab)
