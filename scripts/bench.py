@@ -6,7 +6,9 @@
     python scripts/bench.py profile [--precision float32] [--steps 40] [--top 25] [--by type|name|group]
     python scripts/bench.py profile --run-dir RUN   (a trained run's forward pass instead of the step)
     python scripts/bench.py prepare [--rows 200000]
-    python scripts/bench.py serve --run-dir RUN [--concurrency 1,8,32,128] [--seconds 20] [--soak 300]
+    python scripts/bench.py serve --run-dir RUN [--engine tf|onnx|onnx-int8] [--concurrency 1,8,32,128]
+                              [--seconds 20] [--soak 300]
+    python scripts/bench.py engines --run-dir RUN [--rounds 3] [--hf-python ../hfvenv/bin/python]
 
 Every command takes `--data` (default: the shared Banking77 folder, ../shared/data/banking77)
 and prints one JSON object with `--json` (`{"command": ..., ...measures}`; the table or
@@ -53,7 +55,7 @@ COMMAND_PHASES = {"all": list(PHASES), "train": ["train", "train_bfloat16", "nai
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="all",
-                        choices=[*COMMAND_PHASES, "memory", "profile", "prepare", "serve"])
+                        choices=[*COMMAND_PHASES, "memory", "profile", "prepare", "serve", "engines"])
     parser.add_argument("--data", default=str(sftbench.DEFAULT_DATA), help="Banking77's folder (train.csv, test.csv)")
     parser.add_argument("--quick", action="store_true", help="fewer timed steps (under 5 minutes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout (the table goes to stderr)")
@@ -68,11 +70,15 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25, help="profile: lines printed")
     parser.add_argument("--by", default="type", choices=["type", "name", "group"], help="profile: sum ops by")
     parser.add_argument("--run-dir", type=Path, help="profile: a trained Banking77 run; its forward pass is profiled; "
-                                                      "serve: the run to serve")
+                                                      "serve: the run to serve; engines: the run to compare")
     parser.add_argument("--concurrency", default="1,8,32,128", help="serve: open connections, one level after another")
     parser.add_argument("--seconds", type=float, default=20, help="serve: seconds of load at each level")
     parser.add_argument("--soak", type=float, default=300, help="serve: seconds at concurrency 64 (0: none)")
     parser.add_argument("--serve-args", default="", help="serve: more options for `sft serve`, e.g. '--max-batch 32'")
+    parser.add_argument("--engine", default="tf", choices=["tf", "onnx", "onnx-int8"],
+                        help="serve: the engine behind the server and the offline pass")
+    parser.add_argument("--threads", type=int, default=0, help="engines: ONNX Runtime's threads (0: one a core)")
+    parser.add_argument("--bfloat16-only", action="store_true", help=argparse.SUPPRESS)  # engines' child process
     parser.add_argument("--rows", type=int, default=200_000, help="prepare: synthetic rows")
     parser.add_argument("--seed", type=int, default=0, help="prepare: the synthetic data's seed")
     parser.add_argument("--phase", help=argparse.SUPPRESS)  # internal: run one phase in this process
@@ -94,7 +100,7 @@ def main() -> None:
 
 
 def _in_process(args) -> dict:
-    """memory, profile, prepare, serve: one measurement in this process, its lines as it goes."""
+    """memory, profile, prepare, serve, engines: one measurement in this process, its lines as it goes."""
     out = sys.stderr if args.json else sys.stdout
     saved, sys.stdout = sys.stdout, out
     try:
@@ -108,13 +114,21 @@ def _in_process(args) -> dict:
             if args.run_dir:
                 return profile.forward(args.run_dir, args.precision or "float32", args.top)
             return profile.step(args.precision or "float32", args.steps, args.top, args.by)
+        if args.command == "engines":
+            from sftbench import engines
+
+            if not args.run_dir:
+                sys.exit("engines needs --run-dir: a trained run (configs/banking77.yaml's, for the published table)")
+            if args.bfloat16_only:
+                return {"engines": engines.run(args.run_dir, args.rounds, args.threads, None, args.data, True)}
+            return engines.run(args.run_dir, args.rounds, args.threads, args.hf_python, args.data)
         if args.command == "serve":
             from sftbench import serve
 
             if not args.run_dir:
                 sys.exit("serve needs --run-dir: a trained run (configs/banking77.yaml's, for the published table)")
             return serve.run(args.run_dir, [int(c) for c in args.concurrency.split(",")], args.seconds, args.soak,
-                             args.serve_args.split())
+                             args.serve_args.split(), args.engine)
         from sftbench import prepare
 
         return prepare.run(args.rows, args.seed)

@@ -33,17 +33,21 @@ BATCH, INFER_BATCH, MAX_LENGTH, WINDOW_BATCHES = 32, 64, 128, 50
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--phase", required=True, choices=["train", "train_bfloat16", "infer", "tokenize"])
+    parser.add_argument("--phase", required=True, choices=["train", "train_bfloat16", "infer", "tokenize", "engines"])
     parser.add_argument("--data", required=True, help="folder with Banking77's train.csv and test.csv")
     parser.add_argument("--model-dir", required=True, help="config.json, model.safetensors, vocab.txt")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     tokenizer = BertTokenizerFast(vocab_file=str(Path(args.model_dir) / "vocab.txt"), do_lower_case=True)
-    split = "test" if args.phase == "infer" else "train"
+    split = "test" if args.phase in ("infer", "engines") else "train"
     texts, labels = read(Path(args.data) / f"{split}.csv")
     if args.phase == "tokenize":
         result = tokenize(tokenizer, texts, args.quick)
+    elif args.phase == "engines":
+        result = engines(tokenizer, model(args.model_dir, len(set(read(Path(args.data) / "train.csv")[1]))), texts)
+        print(json.dumps(result))
+        return
     elif args.phase == "infer":
         result = infer(tokenizer, model(args.model_dir, len(set(read(Path(args.data) / "train.csv")[1]))), texts,
                        args.quick)
@@ -139,6 +143,36 @@ def infer(tokenizer, net, texts, quick: bool) -> dict:
         run(texts)
         best = max(best, len(texts) / (time.perf_counter() - start))
     return {"infer_texts_per_s": best, "texts": len(texts)}
+
+
+def engines(tokenizer, net, texts) -> dict:
+    """As `scripts/sftbench/engines.py` times sft's engines: batch 1 latency, texts/s at batches of 8 and
+    64 in file order; float32, then PyTorch's dynamic int8 quantisation of the Linear layers."""
+    net.eval()
+    quantized = torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)
+    results = {}
+    for name, module in (("pytorch_float32", net), ("pytorch_int8", quantized)):
+        def probabilities(batch, module=module):
+            with torch.inference_mode():
+                inputs = tokenizer(batch, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
+                return torch.softmax(module(**inputs).logits, -1).numpy()
+
+        for size in (1, 8, 64):
+            probabilities(texts[:size])
+        latencies = []
+        for text in texts[:500]:
+            start = time.perf_counter()
+            probabilities([text])
+            latencies.append(time.perf_counter() - start)
+        figures = {"batch_1_p50_ms": 1000 * float(np.percentile(latencies, 50)),
+                   "batch_1_p99_ms": 1000 * float(np.percentile(latencies, 99))}
+        for size in (8, 64):
+            start = time.perf_counter()
+            for i in range(0, len(texts), size):
+                probabilities(texts[i : i + size])
+            figures[f"batch_{size}_texts_per_s"] = len(texts) / (time.perf_counter() - start)
+        results[name] = figures
+    return results
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ TensorFlow is imported inside the commands that need it, so `sft --help` stays f
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import sys
@@ -147,12 +148,15 @@ def engine_options(command):
                              "exported once into RUN/export/ (needs the onnx extra).")(command)
 
 
-def check_engine(engine: str) -> None:
+def check_engine(engine: str, converts: bool = True) -> None:
+    """An ONNX engine's libraries are there (tf2onnx too where the run is to be exported)."""
     if engine != "tf":
         try:
             import onnxruntime  # noqa: F401
-            import tf2onnx  # noqa: F401
             import tokenizers  # noqa: F401
+
+            if converts and importlib.util.find_spec("tf2onnx") is None:
+                raise ImportError(name="tf2onnx")
         except ImportError as e:
             raise click.UsageError(f"--engine {engine} needs the onnx extra ({e.name} is missing): "
                                    "pip install 'sft[onnx]'") from None
@@ -269,7 +273,7 @@ def export(run_dir, out, which, overwrite, export_format, quantize, max_accuracy
     from sft.export import export as run_export, export_onnx
     from sft.trained import load_trained
 
-    trained = load_trained(run, which)
+    trained = load_trained(run, which, exact=True)
     if export_format == "onnx":
         click.echo(str(export_onnx(trained, out, which, quantize == "int8", overwrite, max_accuracy_drop)))
     else:
@@ -331,7 +335,7 @@ def serve(run_dir, export_dir, which, model_name, host, port, max_batch, max_wai
     name = model_name or name
     if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
         raise click.UsageError(f"--name '{name[:100]}': use letters, digits, '.', '_' and '-' (it is part of URLs)")
-    check_engine(engine)
+    check_engine(engine, converts=run_dir is not None)
     sock = server.listen(host, port)
     if run_dir or engine == "tf":
         startup.import_tensorflow()

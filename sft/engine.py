@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from sft import inputs
+from sft import inputs, precision
 from sft.hub.encoder import input_signature
 
 BATCH_SIZE = 64
@@ -26,14 +26,18 @@ class Engine:
 
     name = "tf"
 
-    def __init__(self, model, preprocessor, max_seq_length: int, xla: bool = False, with_context: bool = False):
+    def __init__(self, model, preprocessor, max_seq_length: int, xla: bool = False, with_context: bool = False,
+                 bfloat16: bool = False):
         self.model, self.preprocessor, self.max_seq_length, self.xla = model, preprocessor, max_seq_length, xla
         self.with_context = with_context
         # One signature with [None, None] inputs: every batch shape reuses one trace.
-        self._forward = tf.function(
-            lambda features: tf.nn.softmax(model(features, training=False)),
-            input_signature=[input_signature()], jit_compile=xla,
-        )
+        forward = tf.function(lambda features: tf.nn.softmax(tf.cast(model(features, training=False), tf.float32)),
+                              input_signature=[input_signature()], jit_compile=xla)
+        if bfloat16:  # the caller has switched the bfloat16 rewrite on (sft.trained)
+            frozen = precision.cast_once(forward.get_concrete_function())
+            self._forward = lambda features: frozen(**features)
+        else:
+            self._forward = forward
 
     def probabilities(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> np.ndarray:
         """[len(texts), classes]; `contexts[i]` is text i's context segment, read by a model
@@ -50,3 +54,4 @@ class Engine:
         if batches:
             result[order] = np.concatenate(batches)
         return result
+

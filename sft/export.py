@@ -226,7 +226,7 @@ def export_run(run: RunDir, which: str = "best") -> Path:
             return folder
     except (SftError, OSError):
         pass  # none yet, damaged, or of other weights: export again
-    return export(load_trained(run, which), folder, which, overwrite=True)
+    return export(load_trained(run, which, exact=True), folder, which, overwrite=True)
 
 
 def export_onnx_run(run: RunDir, which: str = "best", quantize: bool = False) -> Path:
@@ -238,4 +238,4 @@ def export_onnx_run(run: RunDir, which: str = "best", quantize: bool = False) ->
             return folder
     except (SftError, OSError):
         pass
-    return export_onnx(load_trained(run, which), folder, which, quantize, overwrite=True)
+    return export_onnx(load_trained(run, which, exact=True), folder, which, quantize, overwrite=True)

@@ -70,16 +70,26 @@ def weights_stamp(run: RunDir, which: str) -> dict:
 class ExportedModel:
     """An export loaded with TensorFlow: class probabilities for texts and their contexts."""
 
-    def __init__(self, export: str | Path):
+    def __init__(self, export: str | Path, bfloat16: bool | None = None):
+        """`bfloat16`: None decides as `sft predict` does, by the export's runtime.precision and this CPU."""
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the ops the preprocessor's graph needs)
+
+        from sft import hardware, precision
 
         self.path = Path(export)
         self.info = ExportInfo.read(export)
         self.saved = tf.saved_model.load(str(export))
         self._tf = tf
-        self._text = self.saved.signatures["serving_default"]
-        self._dialogue = self.saved.signatures.get("classify_dialogue")
+        self._signatures = dict(self.saved.signatures)
+        if bfloat16 is None:  # as `sft predict` runs the run (sft.trained)
+            bfloat16 = hardware.inference_in_bfloat16(self.info.config.runtime.precision, hardware.detect())
+        self.bfloat16 = bfloat16
+        if bfloat16:
+            precision.configure("mixed_bfloat16")
+            self._signatures = {name: precision.cast_once(fn) for name, fn in self._signatures.items()}
+        self._text = self._signatures["serving_default"]
+        self._dialogue = self._signatures.get("classify_dialogue")
 
     @property
     def labels(self) -> list[str]:
@@ -109,10 +119,9 @@ class ExportedModel:
         """A signature called as TF Serving calls it; the model's refusal (token ids out of range)
         is a `ValueError` naming it."""
         tf = self._tf
-        fn = self.saved.signatures[name]
-        specs = fn.structured_input_signature[1]
+        specs = self.saved.signatures[name].structured_input_signature[1]
         try:
-            outputs = fn(**{key: tf.constant(values, specs[key].dtype) for key, values in columns.items()})
+            outputs = self._signatures[name](**{key: tf.constant(values, specs[key].dtype) for key, values in columns.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             message = getattr(e, "message", str(e))
             found = re.search(r"indices\[[^\]]*\] = -?\d+ is not in \[\d+, \d+\)", message)

@@ -51,6 +51,14 @@ def detect() -> Hardware:
     return Hardware(cpu_flags=_cpu_flags(), gpus=tuple(gpus))
 
 
+def inference_in_bfloat16(requested: str, hardware: Hardware) -> bool:
+    """Whether a trained run's forward pass runs its matmuls in bfloat16: where its
+    runtime.precision (`auto` or mixed_bfloat16) meets a CPU with AMX or AVX512-BF16 and no GPU.
+    Elsewhere it runs in float32, whatever machine it was trained on."""
+    bf16_units = any(f in hardware.cpu_flags for f in BFLOAT16_UNITS)
+    return requested in ("auto", "mixed_bfloat16") and bf16_units and not hardware.gpus
+
+
 def choose_precision(requested: str, hardware: Hardware) -> PrecisionChoice:
     """`auto` by the hardware; an explicit setting is kept, or refused where it would do nothing."""
     gpu = hardware.gpus[0] if hardware.gpus else None

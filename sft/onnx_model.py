@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from sft.exported import ExportInfo
-from sft.hub.encoder import INPUT_NAMES
+from sft.hub import INPUT_NAMES
 from sft.tokenizer import Tokenizer, characters
 
 BATCH_SIZE = 64

@@ -45,6 +45,23 @@ def configure(precision: str) -> None:
     tf.config.optimizer.set_experimental_options({_GRAPPLER_PASS[precision]: True})
 
 
+def cast_once(function):
+    """`function` (a ConcreteFunction) with its variables frozen into the graph as constants, called
+    with keyword arguments. Under the bfloat16 rewrite a variable's weights are cast every call;
+    a constant's cast folds into a bfloat16 constant once. For inference: Banking77 on 2 cores with
+    AVX512-BF16, 1.24x float32's texts/s at batch 64, and 5.1 ms a text alone against 8.7 with
+    casts every call (docs/experiments.md, 2026-12-06)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = convert_variables_to_constants_v2(function)
+    structure = function.structured_outputs
+
+    def call(**inputs):
+        return tf.nest.pack_sequence_as(structure, frozen(**inputs))
+
+    return call
+
+
 def _keep_in_float32(ops: tuple[str, ...]) -> None:
     """Move `ops` from the pass's follow-your-inputs list to its float32 list.
 

@@ -14,6 +14,7 @@ from sft.data.example import Example
 from sft.engine import Engine
 from sft.errors import CheckpointError, one_line
 from sft.fallback import Fallback
+from sft import hardware, precision
 from sft.hub import resolve
 from sft.rundir import RunDir
 
@@ -39,10 +40,11 @@ ENGINES = ("tf", "onnx", "onnx-int8")
 
 
 def load_trained(run: RunDir, which: str = "best", engine: str = "tf", threads: int = 0,
-                 spin: bool = False) -> TrainedRun:
+                 spin: bool = False, exact: bool = False) -> TrainedRun:
     """The run's `best` (or `last`) weights behind `engine`: "tf", the classifier rebuilt from the
-    run's config; "onnx" or "onnx-int8", the run exported once for ONNX Runtime (RUN/export/...)
-    and read back with `threads` (0: one a core) and, if `spin`, spin-waiting threads."""
+    run's config, its matmuls in bfloat16 where training would choose it on this CPU (float32 if
+    `exact`, as exports need); "onnx" or "onnx-int8", the run exported once for ONNX Runtime
+    (RUN/export/...) and read back with `threads` (0: one a core) and, if `spin`, spin-waiting threads."""
     if engine != "tf":
         from sft.export import export_onnx_run
         from sft.onnx_model import OnnxModel
@@ -65,5 +67,9 @@ def load_trained(run: RunDir, which: str = "best", engine: str = "tf", threads: 
     if non_finite_weights(model):
         raise CheckpointError(f"the {which} weights of run '{run.path}' are not finite (NaN or infinite): "
                               "the run diverged; train it again with a lower train.learning_rate")
-    engine = Engine(model, preprocessor, config.model.max_seq_length, with_context=config.data.context_turns > 0)
+    bfloat16 = not exact and hardware.inference_in_bfloat16(config.runtime.precision, hardware.detect())
+    if bfloat16:
+        precision.configure("mixed_bfloat16")
+    engine = Engine(model, preprocessor, config.model.max_seq_length, with_context=config.data.context_turns > 0,
+                    bfloat16=bfloat16)
     return TrainedRun(run, config, labels, engine, Fallback.read(run), handles.vocab)

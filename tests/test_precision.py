@@ -177,5 +177,27 @@ def test_xla_compiled_steps_and_forward_pass_compute_what_the_plain_ones_do(tiny
     for a, b in zip(plain, compiled):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     model, _, preprocessor, split = tiny
-    np.testing.assert_allclose(Engine(model, preprocessor, 32, xla=True).probabilities(split),
-                               Engine(model, preprocessor, 32).probabilities(split), atol=1e-5)
+    np.testing.assert_allclose(Engine(model, preprocessor, 32, xla=True).split_probabilities(split),
+                               Engine(model, preprocessor, 32).split_probabilities(split), atol=1e-5)
+
+
+@pytest.mark.parametrize("machine, requested, expected", [
+    (AMX_CPU, "auto", True), (Hardware(frozenset({"avx512f", "avx512_bf16"})), "auto", True),
+    (AMX_CPU, "mixed_bfloat16", True), (AMX_CPU, "float32", False),
+    (AVX512_CPU, "mixed_bfloat16", False),  # emulated: slower than float32, so a trained run predicts in float32
+    (AVX2_CPU, "auto", False), (Hardware(AMX_CPU.cpu_flags, gpus=(A100,)), "auto", False),
+])
+def test_a_trained_run_predicts_in_bfloat16_where_training_would_and_the_cpu_has_the_units(machine, requested,
+                                                                                           expected):
+    assert hardware.inference_in_bfloat16(requested, machine) is expected
+
+
+def test_weights_cast_once_to_bfloat16_answer_as_float32_does(tiny):
+    """The frozen forward pass (weights as constants, cast once by the rewrite) on any CPU: where
+    oneDNN has no bfloat16 it runs float32 and agrees exactly, elsewhere to bfloat16's precision."""
+    model, _, preprocessor, split = tiny
+    exact = Engine(model, preprocessor, 32).split_probabilities(split)
+    precision.configure("mixed_bfloat16")
+    cast_once = Engine(model, preprocessor, 32, bfloat16=True).split_probabilities(split)
+    np.testing.assert_allclose(cast_once, exact, atol=0.02)
+    assert (cast_once.argmax(-1) == exact.argmax(-1)).mean() >= 0.9

@@ -59,11 +59,11 @@ def forward(run_dir: Path, precision: str, top: int) -> dict:
     best = 0.0
     for _ in range(3):
         start = time.perf_counter()
-        engine.probabilities(split)
+        engine.split_probabilities(split)
         best = max(best, len(texts) / (time.perf_counter() - start))
     logdir = tempfile.mkdtemp(prefix="sft-profile-")
     tf.profiler.experimental.start(logdir)
-    engine.probabilities(split)
+    engine.split_probabilities(split)
     tf.profiler.experimental.stop()
     events = op_events(next(Path(logdir).rglob("*.xplane.pb")))
     total_ms, lines = summarise(((kind, ps) for _, kind, ps in events), -(-len(texts) // BATCH_SIZE), top)

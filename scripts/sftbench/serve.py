@@ -1,7 +1,8 @@
 """`scripts/bench.py serve`: `sft serve` under load, beside `sft predict`'s offline throughput, in one run.
 
 1. Offline: the run's test texts through the `sft predict` path in this process
-   (length-sorted batches of 64), the fastest of three passes after a warm-up.
+   (length-sorted batches of 64), the fastest of three passes after a warm-up,
+   with the engine the server runs (`--engine`).
 2. `sft serve --run-dir RUN` in a child process on a free loopback port.
 3. Parity: every test text sent to POST /v1/classify (16 a request, 8 at a
    time), each answer compared with `sft predict`'s. Then each bad request of
@@ -34,11 +35,13 @@ from pathlib import Path
 LUA = Path(__file__).with_name("classify.lua")
 
 
-def run(run_dir: Path, concurrency: list[int], seconds: float, soak: float, server_args: list[str]) -> dict:
+def run(run_dir: Path, concurrency: list[int], seconds: float, soak: float, server_args: list[str],
+        engine: str = "tf") -> dict:
     if not shutil.which("wrk"):
         raise SystemExit("serve: needs wrk, an HTTP load generator (Debian: apt-get install wrk)")
     texts = _test_texts(run_dir)
-    offline, expected = _offline(run_dir, texts)
+    offline, expected = _offline(run_dir, texts, engine)
+    server_args = [*server_args, "--engine", engine]
     print(f"offline (sft predict path): {offline:.0f} texts/s on {len(texts)} test texts", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch, _Server(run_dir, server_args) as server:
         bodies = Path(scratch) / "bodies.txt"
@@ -71,7 +74,7 @@ def _test_texts(run_dir: Path) -> list[str]:
     return [e.text for e in read_jsonl(PreparedDir(Path(run.run_info()["data_dir"])).split_file("test"))]
 
 
-def _offline(run_dir: Path, texts: list[str]) -> tuple[float, list[dict]]:
+def _offline(run_dir: Path, texts: list[str], engine: str) -> tuple[float, list[dict]]:
     from sft import startup
 
     startup.import_tensorflow()
@@ -80,7 +83,7 @@ def _offline(run_dir: Path, texts: list[str]) -> tuple[float, list[dict]]:
     from sft.rundir import RunDir
     from sft.trained import load_trained
 
-    trained = load_trained(RunDir.open(run_dir))
+    trained = load_trained(RunDir.open(run_dir), engine=engine)
     examples = [Example(t, "") for t in texts]
     predict_examples(trained, examples[:256])
     best = 0.0

@@ -26,9 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft.errors import HubError
-
-# The three int32 [batch, seq] inputs of every TF Hub BERT encoder.
-INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
+from sft.hub import INPUT_NAMES  # the three int32 [batch, seq] inputs of every TF Hub BERT encoder
 
 
 def input_signature() -> dict[str, tf.TensorSpec]:
