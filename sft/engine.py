@@ -24,8 +24,6 @@ BATCH_SIZE = 64
 class Engine:
     """TensorFlow: probabilities batched by length (least padding), returned in input order."""
 
-    name = "tf"
-
     def __init__(self, model, preprocessor, max_seq_length: int, xla: bool = False, with_context: bool = False,
                  bfloat16: bool = False):
         self.model, self.preprocessor, self.max_seq_length, self.xla = model, preprocessor, max_seq_length, xla

@@ -145,7 +145,7 @@ def export_onnx(trained: TrainedRun, out: str | Path, which: str = "best", quant
             shutil.copyfile(float32, tmp / "model.onnx")
         settings = {"quantize": "int8" if quantize else None, "opset": onnx_graph.OPSET,
                     "lower_case": _lower_cases(trained.engine.preprocessor)}
-        _write_extra(tmp, trained, which, {"onnx": settings})
+        _write_extra(tmp, trained, which, {"onnx": settings})  # what OnnxModel reads to check the export
         check = _check_onnx(trained, tmp, float32, validation)
         _write_extra(tmp, trained, which, {"onnx": settings | {"check": check}})
         if quantize and check["accuracy_drop"] > max_accuracy_drop:

@@ -140,13 +140,17 @@ class ExportedModel:
         return outputs["probabilities"].numpy()
 
     def warm_up(self, max_batch: int) -> None:
-        """Run batches of 1, 2, 4 ... `max_batch` texts once, so that no request pays for a first run."""
-        size = 1
-        while True:
-            self.probabilities(["warm up " * (size % 7 + 1)] * min(size, max_batch))
-            if size >= max_batch:
-                break
-            size *= 2
+        warm_up(self.probabilities, max_batch)
+
+
+def warm_up(probabilities, max_batch: int) -> None:
+    """Run batches of 1, 2, 4 ... `max_batch` texts once, so that no request pays for a first run."""
+    size = 1
+    while True:
+        probabilities(["warm up " * (size % 7 + 1)] * min(size, max_batch))
+        if size >= max_batch:
+            break
+        size *= 2
 
 
 def load_export(export: str | Path, threads: int = 0, spin: bool = False):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sft.exported import ExportInfo
+from sft.exported import ExportInfo, warm_up
 from sft.hub import INPUT_NAMES
 from sft.tokenizer import Tokenizer, characters
 
@@ -25,8 +25,6 @@ BATCH_SIZE = 64
 
 class OnnxModel:
     """`model.onnx` in an ONNX Runtime session: class probabilities for texts and their contexts."""
-
-    name = "onnx"
 
     def __init__(self, export: str | Path, threads: int = 0, spin: bool = False, model_file: str | Path | None = None):
         import onnxruntime as ort
@@ -117,13 +115,7 @@ class OnnxModel:
                 "probabilities": probabilities, "confidence": confidence}
 
     def warm_up(self, max_batch: int) -> None:
-        """Run batches of 1, 2, 4 ... `max_batch` texts once, so that no request pays for a first run."""
-        size = 1
-        while True:
-            self.probabilities(["warm up " * (size % 7 + 1)] * min(size, max_batch))
-            if size >= max_batch:
-                break
-            size *= 2
+        warm_up(self.probabilities, max_batch)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -8,21 +8,11 @@ import numpy as np
 import pytest
 
 from sft.data.example import read_jsonl
-from tests.conftest import sft_cli as run, write_project
+from tests.conftest import sft_cli as run
+from tests.test_serve import make_app, project, wait_ready  # noqa: F401  (project: the same tiny run, exported)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, tiny_hub):
-    """A tiny run that reads two turns of context, with an "I don't know" fallback."""
-    root = tmp_path_factory.mktemp("onnx")
-    train = f"{{run_dir: {root / 'run'}, epochs: 3, batch_size: 8, learning_rate: 1.0e-3}}"
-    config = write_project(root, tiny_hub / "encoder", 24, train,
-                           "fallback: {label: dont_know, max_accuracy_drop: 0.05}\n",
-                           data="context_turns: 2, context_speaker: true")
-    run("train", "--config", config)
-    return root
+# `project`: a tiny run reading two turns of context, with an "I don't know" fallback (tests/test_serve.py).
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +81,8 @@ def test_an_onnx_export_is_served_with_tf_servings_signatures(project):
     from starlette.testclient import TestClient
 
     from sft.exported import ExportedModel, load_export
-    from sft.export import export_run
-    from sft.rundir import RunDir
-    from tests.test_serve import make_app, wait_ready
 
-    saved = ExportedModel(export_run(RunDir(project / "run")))
+    saved = ExportedModel(project / "run" / "export" / "best")
     texts = ["hello there", "I lost my card"]
     with TestClient(make_app(lambda: load_export(project / "f32"), max_wait_ms=2)) as client:
         wait_ready(client.get)
