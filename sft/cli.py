@@ -170,7 +170,7 @@ def check_engine(engine: str, converts: bool = True) -> None:
 @click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]),
               help="Which weights to score: best on validation, or after the last epoch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout (a list for several runs).")
-@click.option("--report", is_flag=True, help="Also write report_<split>/index.md with pictures into the run directory.")
+@click.option("--report", is_flag=True, help="Also write report_<split>/index.html (and index.md with pictures) into the run directory.")
 @click.option("--exclude-label", "exclude", multiple=True,
               help="Also average without this class (repeatable) [default: the run's metrics.exclude_labels].")
 @engine_options

@@ -36,12 +36,17 @@ def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = No
     trained = load_trained(run, which, engine, threads, spin)
     metrics = score(trained, examples, exclude)
     metrics.update({"split": name, "data": str(path), "model": which, "engine": engine})
-    write_text(run.errors_file(name), _errors_csv(examples, metrics.pop("_predictions")))
+    predictions = metrics.pop("_predictions")
+    write_text(run.errors_file(name), _errors_csv(examples, predictions))
     write_json(run.eval_file(name), metrics)
     if report:
         from sft.report import write_report
 
-        metrics["report"] = str(write_report(run.report_dir(name), metrics, run.path.name))
+        rows = [{"text": e.text, "context": " | ".join(e.context), "gold": e.label, "answer": answer, "top": top,
+                 "confidence": confidence, "source": e.source or "", "gold_known": e.label in trained.labels}
+                for e, (answer, confidence, top) in zip(examples, predictions)]
+        metrics["report"] = str(write_report(run.report_dir(name), metrics, run.path.name, rows,
+                                             _facts(run, trained, metrics, engine)))
         write_json(run.eval_file(name), metrics)
     return metrics
 
@@ -76,15 +81,44 @@ def score(trained: TrainedRun, examples, exclude: list[str] | None = None) -> di
         metrics["out_of_scope"] = out_of_scope(
             [e.label == oos_label for e in examples], said_unknown, [a == e.label for a, e in zip(answers, examples)]
         ) | {"label": oos_label}
-    metrics["_predictions"] = list(zip(answers, confidence.tolist()))
+    metrics["_predictions"] = list(zip(answers, confidence.tolist(), [labels[p] for p in predicted]))
     return metrics
+
+
+def _facts(run: RunDir, trained: TrainedRun, metrics: dict, engine: str) -> dict:
+    """What the report says it scored: run, data, model, code, machine, date, and the config."""
+    import datetime
+    import os
+    import platform
+    import subprocess
+
+    from sft import __version__
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, text=True,
+                                capture_output=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")),
+               platform.processor())
+    return {"run": str(run.path), "data": metrics["data"], "model": f"{trained.config.model.encoder} ({metrics['model']})",
+            "engine": engine, "sft": __version__ + (f" at {commit}" if commit else ""),
+            "machine": f"{cpu}, {os.cpu_count()} cores", "date": datetime.date.today().isoformat(),
+            "config": trained.config.to_yaml()}
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 def _errors_csv(examples, predictions) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["text", "context", "gold", "predicted", "confidence", "source"])
-    for e, (answer, confidence) in zip(examples, predictions):
+    for e, (answer, confidence, _) in zip(examples, predictions):
         if answer != e.label:
             writer.writerow([e.text, " | ".join(e.context), e.label, answer, f"{confidence:.4f}", e.source or ""])
     return buffer.getvalue()

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -42,6 +44,55 @@ def test_evaluate_writes_errors_and_a_report_with_pictures(trained):
         assert (report / name).stat().st_size > 0
     assert (report / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "![confusion matrix](confusion.png)" in (report / "index.md").read_text()
+    assert metrics["report"] == str(report / "index.html")
+
+
+def chromium_page():
+    """Playwright driving Debian's chromium, or a skip that says which of the two is missing."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the test extra)")
+    executable = os.environ.get("SFT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium; .ci/run installs it)")
+    return playwright.sync_playwright(), executable
+
+
+def test_the_html_report_opens_offline_in_a_real_browser_and_sorts_and_filters(trained):
+    metrics = json.loads(run("evaluate", "--run-dir", trained / "run", "--report", "--json").stdout)
+    manager, executable = chromium_page()
+    problems, requests = [], []
+    with manager as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto((trained / "run" / "report_test" / "index.html").as_uri())
+        page.wait_for_load_state("load")
+
+        first_class = lambda: page.locator("#per-class tbody tr").first.locator("td").first.inner_text()  # noqa: E731
+        by_f1 = sorted(metrics["per_class"].items(), key=lambda item: item[1]["f1"])
+        page.click("#per-class th[data-key=f1]")
+        assert metrics["per_class"][first_class()]["f1"] == by_f1[-1][1]["f1"]  # highest first
+        page.click("#per-class th[data-key=f1]")
+        assert metrics["per_class"][first_class()]["f1"] == by_f1[0][1]["f1"]  # then lowest first
+
+        rows = page.locator("#errors tbody tr")
+        everything = rows.count()
+        assert everything > 0 and f"{everything} of {everything} errors" in page.inner_text("#error-count")
+        gold = page.locator("#gold-filter option").nth(1).get_attribute("value")
+        page.select_option("#gold-filter", gold)
+        assert 0 < rows.count() <= everything
+        assert {rows.nth(i).locator("td").nth(2).inner_text() for i in range(rows.count())} == {gold}
+        page.select_option("#gold-filter", "")
+        page.fill("#search", "no text says this")
+        assert rows.count() == 0
+
+        if page.locator("tr.pair").count():
+            page.locator("tr.pair").first.click()
+            assert "text(s)" in page.inner_text("#cell")
+        browser.close()
+    assert problems == []
+    assert all(url.startswith(("file:", "data:")) for url in requests), requests
 
 
 def test_out_of_scope_examples_are_reported_not_crashed_on(trained):
@@ -101,3 +152,19 @@ def test_export_serves_the_same_answers_without_sft(trained, tmp_path):
     assert served["label"] == [e["label"] for e in expected]
     assert served["confidence"] == pytest.approx([e["confidence"] for e in expected], abs=1e-5)
     assert served["labels"] == json.loads((trained / "run" / "labels.json").read_text())
+
+
+def test_a_report_without_confusions_says_so(tmp_path):
+    import numpy as np
+
+    from sft.metrics import calibration, classification_metrics, most_confused
+    from sft.report import MOST_CONFUSED_EMPTY, write_report
+
+    gold = np.array([0, 1, 1])
+    metrics = classification_metrics(gold, gold, ["a", "b"])
+    metrics |= {"split": "test", "data": "t.jsonl", "model": "best", "calibration": calibration([0.9] * 3, [True] * 3),
+                "most_confused": most_confused(metrics["confusion_matrix"]["matrix"], ["a", "b"])}
+    metrics["ece"] = metrics["calibration"]["ece"]
+    page = write_report(tmp_path / "report", metrics, "perfect")
+    assert MOST_CONFUSED_EMPTY in (tmp_path / "report" / "index.md").read_text()
+    assert '"confusions": []' in page.read_text()  # the HTML page's script then says so
