@@ -146,6 +146,9 @@ class TrainConfig:
     select_metric: Literal["macro_f1", "weighted_f1", "accuracy", "macro_f1_excluding",
                            "micro_f1_excluding"] = "macro_f1"
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+    # Also fit the baseline, a linear classifier on the frozen pretrained encoder (sft/baseline.py),
+    # for evaluate to show what fine-tuning bought.
+    baseline: bool = True
     # `balanced`: n / (classes * count) from the train split; `table`: class_weight_table, 1 elsewhere.
     class_weights: Literal["none", "balanced", "table"] = "none"
     class_weight_table: dict[str, float] = field(default_factory=dict)

@@ -36,6 +36,11 @@ def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = No
     trained = load_trained(run, which, engine, threads, spin)
     metrics = score(trained, examples, exclude)
     metrics.update({"split": name, "data": str(path), "model": which, "engine": engine})
+    if trained.config.train.baseline and examples:
+        from sft import baseline
+
+        metrics["baseline"] = baseline.score(run, examples, trained.labels)
+        metrics["fine_tuning"] = baseline.compare(metrics, metrics["baseline"])
     predictions = metrics.pop("_predictions")
     write_text(run.errors_file(name), _errors_csv(examples, predictions))
     write_json(run.eval_file(name), metrics)
@@ -125,7 +130,7 @@ def _errors_csv(examples, predictions) -> str:
 
 
 def format_table(metrics: dict) -> str:
-    """A plain-text report: the averages, then one line a class, then what is confused."""
+    """A plain-text report: the averages, then one line a class, then what is confused, then the baseline."""
     lines = [
         f"{metrics['split']}: {metrics['n']} examples, accuracy {metrics['accuracy']:.4f}, "
         f"macro-F1 {metrics['macro']['f1']:.4f}, ECE {metrics['ece']:.4f}",
@@ -151,6 +156,11 @@ def format_table(metrics: dict) -> str:
                      f"recall {o['out_of_scope_recall']:.4f}, precision {o['out_of_scope_precision']:.4f}")
     if metrics.get("unseen_labels"):
         lines.append(f"not scored as classes (labels unseen in training): {metrics['unseen_labels']}")
+    if metrics.get("baseline"):
+        b, gains = metrics["baseline"], metrics["fine_tuning"]
+        lines.append(f"baseline (linear on the frozen encoder): accuracy {b['accuracy']:.4f}, macro-F1 "
+                     f"{b['macro']['f1']:.4f}; fine-tuning helped most: " + ", ".join(
+                         f"{g['label']} ({g['f1_gain']:+.2f} F1)" for g in gains["helped"][:3]))
     return "\n".join(lines)
 
 

@@ -52,9 +52,15 @@ def _html(m: dict, title: str, rows: list[dict], facts: dict) -> str:
                 ("ECE", m["ece"]), ("examples", m["n"])]
     if m.get("fallback"):
         headline.append(("answered (not the fallback)", m["fallback"]["answered_fraction"]))
+    baseline = m.get("baseline", {}).get("per_class", {})
+    if baseline:
+        headline += [("baseline accuracy", m["baseline"]["accuracy"]), ("baseline macro-F1", m["baseline"]["macro"]["f1"])]
     data = {
         "facts": facts, "headline": headline, "labels": labels, "matrix": matrix.tolist(),
-        "per_class": [{"label": label, **c} for label, c in m["per_class"].items()], "confusions": confusions,
+        "per_class": [{"label": label, **c} | ({"baseline_f1": baseline[label]["f1"],
+                                                "gain": c["f1"] - baseline[label]["f1"]} if label in baseline else {})
+                      for label, c in m["per_class"].items()],
+        "fine_tuning": m.get("fine_tuning"), "confusions": confusions,
         "errors": [{k: r[k] for k in ("text", "context", "gold", "top", "confidence", "source")} | {"predicted": r["answer"]}
                    for r in rows if r["answer"] != r["gold"]],
     }
@@ -137,6 +143,7 @@ def _page(m: dict, title: str) -> str:
                  *(f"| {p['gold']} | {p['predicted']} | {p['count']} |" for p in m["most_confused"])]
                 if m["most_confused"] else [MOST_CONFUSED_EMPTY]), "",
               "The same, to explore (sortable, filterable, every error): [index.html](index.html).", "",
+              *_before_and_after(m),
               "## Pictures", "", "![confusion matrix](confusion.png)", "", "![per-class F1](per_class_f1.png)", "",
               "![reliability diagram](reliability.png)", "",
               "## Per class", "", "| class | precision | recall | F1 | support |", "|---|---|---|---|---|",
@@ -144,6 +151,19 @@ def _page(m: dict, title: str) -> str:
                 for label, c in sorted(m["per_class"].items(), key=lambda item: item[1]["f1"])),
               ""]
     return "\n".join(lines)
+
+
+def _before_and_after(m: dict) -> list[str]:
+    if not m.get("baseline"):
+        return []
+    b, gains = m["baseline"], m["fine_tuning"]
+    rows = [("accuracy", m["accuracy"], b["accuracy"])] + [
+        (f"{a}-F1", m[a]["f1"], b[a]["f1"]) for a in ("macro", "micro", "weighted")]
+    return ["## Before and after fine-tuning", "",
+            f"The baseline: a linear classifier on the frozen pretrained encoder (L2 {b['l2']:g}).", "",
+            "| | fine-tuned | baseline |", "|---|---|---|", *(f"| {n} | {f:.4f} | {g:.4f} |" for n, f, g in rows), "",
+            "Helped most: " + ", ".join(f"{g['label']} ({g['f1_gain']:+.3f} F1)" for g in gains["helped"]) + ".",
+            "Hurt most: " + ", ".join(f"{g['label']} ({g['f1_gain']:+.3f} F1)" for g in gains["hurt"]) + ".", ""]
 
 
 def _figure(width: float, height: float):

@@ -79,6 +79,10 @@ class RunDir:
     def report_dir(self, split: str) -> Path:
         return self.path / f"report_{split}"
 
+    @property
+    def baseline_dir(self) -> Path:
+        return self.path / "baseline"
+
     # --- creating and opening -------------------------------------------------
 
     @classmethod

@@ -33,7 +33,7 @@ from sft.averaging import WeightAverage
 from sft.config import Config, TrainConfig
 from sft.data.prepared import PreparedDir
 from sft.engine import Engine
-from sft.errors import (CheckpointError, ConfigError, DataError, RunDirError, TrainingDiverged,
+from sft.errors import (CheckpointError, ConfigError, DataError, RunDirError, SftError, TrainingDiverged,
                         TrainingInterrupted, one_line)
 from sft.fallback import choose_fallback
 from sft.files import atomic_dir, write_json
@@ -373,6 +373,8 @@ def _finish(s: Session, run: RunDir, manager, examples_seen: int, seconds: float
         log.info("fallback '%s' below confidence %.4f: validation accuracy %.4f -> %.4f, %.1f%% answered",
                  fallback["label"], fallback["threshold"], fallback["validation_accuracy"],
                  fallback["validation_accuracy_with_fallback"], 100 * fallback["validation_answered_fraction"])
+    if t.baseline and plan.chief:
+        _fit_baseline(run, plan)
     summary = {
         "epochs": s.epoch,
         "steps": s.step,
@@ -390,6 +392,21 @@ def _finish(s: Session, run: RunDir, manager, examples_seen: int, seconds: float
     if plan.chief:
         write_json(run.summary_file, summary)
     return summary
+
+
+def _fit_baseline(run: RunDir, plan: Plan) -> None:
+    """The frozen-encoder baseline (sft/baseline.py). The run is complete without it: a failure is logged."""
+    from sft import baseline
+
+    started = time.perf_counter()
+    try:
+        _, scores = baseline.fit_run(run, plan.preprocessor)
+    except (tf.errors.OpError, ValueError, OSError, SftError) as e:
+        log.warning("baseline not fitted (%s); sft evaluate fits it later", one_line(str(e))[:200])
+        return
+    log.info("baseline, linear on the frozen encoder (L2 %g): validation %s %.4f, in %.1f s", scores["l2"],
+             plan.config.train.select_metric, scores.get(plan.config.train.select_metric, scores["accuracy"]),
+             time.perf_counter() - started)
 
 
 class TrainStep:

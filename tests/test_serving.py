@@ -168,3 +168,43 @@ def test_a_report_without_confusions_says_so(tmp_path):
     page = write_report(tmp_path / "report", metrics, "perfect")
     assert MOST_CONFUSED_EMPTY in (tmp_path / "report" / "index.md").read_text()
     assert '"confusions": []' in page.read_text()  # the HTML page's script then says so
+
+
+def test_training_fits_the_frozen_encoder_baseline_and_evaluate_sets_it_beside_the_run(trained):
+    baseline = trained / "run" / "baseline"
+    assert {"classifier.npz", "validation.json", "features_train.npy", "features_validation.npy"} <= {
+        p.name for p in baseline.iterdir()}
+    assert json.loads((baseline / "validation.json").read_text())["l2"] > 0
+    metrics = json.loads(run("evaluate", "--run-dir", trained / "run", "--report", "--json").stdout)
+    assert set(metrics["baseline"]["per_class"]) == set(metrics["per_class"])
+    assert 0.0 <= metrics["baseline"]["accuracy"] <= 1.0
+    helped = metrics["fine_tuning"]["helped"]
+    gains = {label: c["f1"] - metrics["baseline"]["per_class"][label]["f1"] for label, c in metrics["per_class"].items()}
+    assert helped[0]["f1_gain"] == pytest.approx(max(gains.values()))
+    assert "## Before and after fine-tuning" in (trained / "run" / "report_test" / "index.md").read_text()
+
+
+def test_the_baseline_is_chosen_on_validation_and_learns_what_is_linear():
+    import numpy as np
+
+    from sft.baseline import L2_CHOICES, fit
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8)) * 3
+
+    def sample(n):
+        y = rng.integers(0, 3, n)
+        return (centres[y] + rng.normal(size=(n, 8))).astype(np.float32), y
+
+    model, scores = fit(*sample(300), *sample(100), ["a", "b", "c"], "macro_f1", [])
+    assert scores["l2"] in L2_CHOICES and model.l2 == scores["l2"]
+    x, y = sample(200)
+    assert (model.probabilities(x).argmax(-1) == y).mean() > 0.9  # chance: 1/3
+
+
+def test_a_run_can_skip_the_baseline(tmp_path, tiny_hub):
+    train = f"{{run_dir: {tmp_path / 'run'}, epochs: 1, batch_size: 8, baseline: false}}"
+    config = write_project(tmp_path, tiny_hub / "encoder", 12, train)
+    run("train", "--config", config)
+    assert not (tmp_path / "run" / "baseline").exists()
+    assert "baseline" not in json.loads(run("evaluate", "--run-dir", tmp_path / "run", "--json").stdout)
