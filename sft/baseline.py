@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from sft import inputs
+from sft.errors import DataError
 from sft.metrics import classification_metrics, excluding
 
 L2_CHOICES = (1e-4, 1e-3, 1e-2)
@@ -165,6 +166,8 @@ def fit_run(run, preprocessor=None) -> tuple[Baseline, dict]:
     for name in ("train", "validation"):
         path = data.split_file(name)
         examples = read_jsonl(path) if path.is_file() else []
+        if name == "train" and not examples:
+            raise DataError(f"the baseline is fitted on the run's train split, and '{path}' is missing or empty")
         encoded = inputs.encode(preprocessor, examples, label_ids, config.data.context_turns)
         known = encoded.labels >= 0
         features = embed(handles.encoder, preprocessor, encoded, config.model.max_seq_length, config.model.pooling)

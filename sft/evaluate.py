@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from sft.metrics import (calibration, check_excluded, classification_metrics, ex
                          out_of_scope)
 from sft.trained import TrainedRun, load_trained
 from sft.rundir import RunDir
+
+log = logging.getLogger("sft")
 
 
 def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = None, which: str = "best",
@@ -37,10 +40,7 @@ def evaluate(run: RunDir, split: str = "test", data_file: str | Path | None = No
     metrics = score(trained, examples, exclude)
     metrics.update({"split": name, "data": str(path), "model": which, "engine": engine})
     if trained.config.train.baseline and examples:
-        from sft import baseline
-
-        metrics["baseline"] = baseline.score(run, examples, trained.labels)
-        metrics["fine_tuning"] = baseline.compare(metrics, metrics["baseline"])
+        _add_baseline(metrics, run, examples, trained.labels)
     predictions = metrics.pop("_predictions")
     write_text(run.errors_file(name), _errors_csv(examples, predictions))
     write_json(run.eval_file(name), metrics)
@@ -88,6 +88,19 @@ def score(trained: TrainedRun, examples, exclude: list[str] | None = None) -> di
         ) | {"label": oos_label}
     metrics["_predictions"] = list(zip(answers, confidence.tolist(), [labels[p] for p in predicted]))
     return metrics
+
+
+def _add_baseline(metrics: dict, run: RunDir, examples, labels: list[str]) -> None:
+    """The baseline's figures beside the run's; a run whose prepared data is gone is scored without it."""
+    from sft import baseline
+    from sft.errors import DataError
+
+    try:
+        metrics["baseline"] = baseline.score(run, examples, labels)
+    except DataError as e:
+        log.warning("no baseline: %s", e)
+        return
+    metrics["fine_tuning"] = baseline.compare(metrics, metrics["baseline"])
 
 
 def _facts(run: RunDir, trained: TrainedRun, metrics: dict, engine: str) -> dict:

@@ -49,7 +49,7 @@ def _html(m: dict, title: str, rows: list[dict], facts: dict) -> str:
                          for g in range(len(labels)) for p in range(len(labels)) if g != p and matrix[g, p]),
                         key=lambda c: (-c["count"], c["gold"], c["predicted"]))
     headline = [("accuracy", m["accuracy"]), ("macro-F1", m["macro"]["f1"]), ("weighted-F1", m["weighted"]["f1"]),
-                ("ECE", m["ece"]), ("examples", m["n"])]
+                ("ECE", m["ece"]), ("examples", f"{m['n']:,}")]
     if m.get("fallback"):
         headline.append(("answered (not the fallback)", m["fallback"]["answered_fraction"]))
     baseline = m.get("baseline", {}).get("per_class", {})

@@ -1,10 +1,11 @@
 """BERT tokenisation without TensorFlow: the encoder's three inputs from texts, for ONNX Runtime.
 
-The same ids as the TF Hub preprocessor (`sft.hub.preprocessor`) and its packing
-(`sft.inputs.pack_batch`) give, from Hugging Face `tokenizers` configured with the
-exported vocabulary: BERT's normaliser (control characters to spaces, CJK
-characters split, lower-casing and accent stripping for an uncased vocabulary),
-its pre-tokeniser (white space and punctuation) and WordPiece. Packing follows
+The same ids as the TF Hub preprocessor (`sft.hub.preprocessor`, TF Text's
+FastBertTokenizer) and its packing (`sft.inputs.pack_batch`) give. `normalize`
+does in Python what TF Text does before splitting words (its Unicode tables are
+newer than `tokenizers`'); Hugging Face `tokenizers`, configured with the
+exported vocabulary, then splits words at white space and punctuation and runs
+WordPiece. Packing follows
 `pack_batch`: `[CLS] text [SEP]`, or, for a model trained with context,
 `[CLS] text [SEP] context [SEP]` with the text cut first to leave room for its
 `[SEP]`s and the context keeping its newest word pieces. `tests/test_tokenizer.py`
@@ -13,9 +14,9 @@ checks the ids against TensorFlow's on real and fuzzed text.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import re
 import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +31,15 @@ class Tokenizer:
     """Texts (and their context segments) to `input_word_ids`, `input_mask`, `input_type_ids`."""
 
     def __init__(self, vocab_file: str | Path, lower_case: bool, max_seq_length: int, with_context: bool):
-        from tokenizers import Tokenizer as WordPieceTokenizer, models, normalizers, pre_tokenizers
+        from tokenizers import Tokenizer as WordPieceTokenizer, models, pre_tokenizers
 
         vocab = Path(vocab_file).read_text(encoding="utf-8").splitlines()
         ids = {token: i for i, token in enumerate(vocab)}
         self.vocab_size = len(vocab)
         self._tokenizer = WordPieceTokenizer(models.WordPiece(ids, unk_token="[UNK]",
                                                               max_input_chars_per_word=MAX_WORD_BYTES))
-        # Cleaning, lower-casing and accents are left to `normalize`, in Python, whose Unicode tables are newer.
-        self._tokenizer.normalizer = normalizers.BertNormalizer(
-            clean_text=False, handle_chinese_chars=False, strip_accents=False, lowercase=False)
+        self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # no normaliser: `normalize` is that
         self.lower_case = lower_case
-        self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         self.cls, self.sep, self.pad, self.unk = (ids[t] for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]"))
         self.max_seq_length, self.with_context = max_seq_length, with_context
 

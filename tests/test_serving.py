@@ -208,3 +208,17 @@ def test_a_run_can_skip_the_baseline(tmp_path, tiny_hub):
     run("train", "--config", config)
     assert not (tmp_path / "run" / "baseline").exists()
     assert "baseline" not in json.loads(run("evaluate", "--run-dir", tmp_path / "run", "--json").stdout)
+
+
+def test_a_run_whose_prepared_data_is_gone_is_scored_without_a_baseline(tmp_path, tiny_hub):
+    train = f"{{run_dir: {tmp_path / 'run'}, epochs: 1, batch_size: 8, baseline: false}}"
+    config = write_project(tmp_path, tiny_hub / "encoder", 12, train)
+    run("train", "--config", config)
+    test = tmp_path / "test.jsonl"
+    test.write_text((tmp_path / "data" / "test.jsonl").read_text())
+    (tmp_path / "data" / "train.jsonl").unlink()
+    (tmp_path / "run" / "config.yaml").write_text(
+        (tmp_path / "run" / "config.yaml").read_text().replace("baseline: false", "baseline: true"))
+    result = run("evaluate", "--run-dir", tmp_path / "run", "--data", test, "--json")
+    assert "baseline" not in json.loads(result.stdout)
+    assert "no baseline: the baseline is fitted on the run's train split" in result.stderr
