@@ -155,12 +155,15 @@ class _Rewrite:
         self.graph.node.insert(index, new)
 
     def drop_dead_nodes(self) -> None:
+        """Nodes and constants nothing reads any more (ONNX Runtime would warn of each at every load)."""
         needed = {o.name for o in self.graph.output}
         for node in reversed(list(self.graph.node)):
             if any(out in needed for out in node.output):
                 needed.update(node.input)
             else:
                 self.graph.node.remove(node)
+        for constant in [t for t in self.graph.initializer if t.name not in needed]:
+            self.graph.initializer.remove(constant)
 
 
 def quantize_int8(source: str | Path, target: str | Path) -> None:
