@@ -55,30 +55,43 @@ class Baseline:
         return cls(saved["weights"], saved["bias"], saved["mean"], saved["scale"], float(saved["l2"]))
 
 
-def embed(encoder_handle: str, preprocessor, split: inputs.EncodedSplit, max_seq_length: int,
-          pooling: str) -> np.ndarray:
-    """[n, hidden] pooled outputs of the pretrained encoder for an encoded split, in its order."""
-    import tensorflow_hub as hub
+class Embedder:
+    """The run's pretrained encoder (its handle, not its trained weights), loaded once: examples in,
+    pooled embeddings out, as the run's head would read them (`model.pooling`, the run's context)."""
 
-    from sft.hub import resolve
+    def __init__(self, run, preprocessor=None):
+        import tensorflow_hub as hub
 
-    encoder = hub.KerasLayer(resolve.load(encoder_handle, "encoder"), trainable=False)
+        from sft.hub import resolve
 
-    @tf.function(reduce_retracing=True)
-    def pooled(features):
-        outputs = encoder(features)
-        if pooling != "mean":
-            return tf.cast(outputs["pooled_output"], tf.float32)
-        mask = tf.cast(features["input_mask"], tf.float32)[:, :, tf.newaxis]
-        sequence = tf.cast(outputs["sequence_output"], tf.float32)
-        return tf.reduce_sum(sequence * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+        self.config = run.config()
+        handles = resolve.Handles.of_run(run.run_info(), self.config.model)
+        self.preprocessor = preprocessor or resolve.load(handles.preprocessor, "preprocessor")
+        encoder = hub.KerasLayer(resolve.load(handles.encoder, "encoder"), trainable=False)
+        mean = self.config.model.pooling == "mean"
 
-    dataset, order = inputs.eval_batches(split, preprocessor, 64, max_seq_length)
-    batches = [pooled(features).numpy() for features, _ in dataset]
-    result = np.zeros((len(split), batches[0].shape[-1] if batches else 0), np.float32)
-    if batches:
-        result[order] = np.concatenate(batches)
-    return result
+        @tf.function(reduce_retracing=True)
+        def pooled(features):
+            outputs = encoder(features)
+            if not mean:
+                return tf.cast(outputs["pooled_output"], tf.float32)
+            mask = tf.cast(features["input_mask"], tf.float32)[:, :, tf.newaxis]
+            sequence = tf.cast(outputs["sequence_output"], tf.float32)
+            return tf.reduce_sum(sequence * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+        self._pooled = pooled
+
+    def __call__(self, examples, labels: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """[n, hidden] embeddings and [n] class ids of the examples whose label the run knows."""
+        encoded = inputs.encode(self.preprocessor, examples, {label: i for i, label in enumerate(labels)},
+                                self.config.data.context_turns)
+        dataset, order = inputs.eval_batches(encoded, self.preprocessor, 64, self.config.model.max_seq_length)
+        batches = [self._pooled(features).numpy() for features, _ in dataset]
+        features = np.zeros((len(encoded), batches[0].shape[-1] if batches else 0), np.float32)
+        if batches:
+            features[order] = np.concatenate(batches)
+        known = encoded.labels >= 0
+        return features[known], encoded.labels[known]
 
 
 def fit(train_x: np.ndarray, train_y: np.ndarray, validation_x: np.ndarray, validation_y: np.ndarray,
@@ -142,36 +155,30 @@ def compare(fine_tuned: dict, baseline: dict, most: int = 5) -> dict:
     return {"helped": as_rows(reversed(gains[-most:])), "hurt": as_rows(gains[:most])}
 
 
-def fitted(run, preprocessor=None) -> Baseline:
+def fitted(run, embedder: Embedder) -> Baseline:
     """The run's baseline, fitted now if it has none yet (a run trained before baselines existed)."""
     model = Baseline.load(run.baseline_dir)
     if model is None:
-        model, _ = fit_run(run, preprocessor)
+        model, _ = fit_run(run, embedder)
     return model
 
 
-def fit_run(run, preprocessor=None) -> tuple[Baseline, dict]:
+def fit_run(run, embedder: Embedder | None = None) -> tuple[Baseline, dict]:
     """Fit the run's baseline on its prepared train and validation splits; save it and its validation scores."""
     from sft.data.example import read_jsonl
     from sft.data.prepared import PreparedDir
     from sft.files import write_json
-    from sft.hub import resolve
 
-    config, labels = run.config(), run.labels()
-    handles = resolve.Handles.of_run(run.run_info(), config.model)
-    preprocessor = preprocessor or resolve.load(handles.preprocessor, "preprocessor")
+    embedder = embedder or Embedder(run)
+    config, labels = embedder.config, run.labels()
     data = PreparedDir(Path(run.run_info()["data_dir"]))
-    label_ids = {label: i for i, label in enumerate(labels)}
     splits = {}
     for name in ("train", "validation"):
         path = data.split_file(name)
         examples = read_jsonl(path) if path.is_file() else []
         if name == "train" and not examples:
             raise DataError(f"the baseline is fitted on the run's train split, and '{path}' is missing or empty")
-        encoded = inputs.encode(preprocessor, examples, label_ids, config.data.context_turns)
-        known = encoded.labels >= 0
-        features = embed(handles.encoder, preprocessor, encoded, config.model.max_seq_length, config.model.pooling)
-        splits[name] = (features[known], encoded.labels[known])
+        splits[name] = embedder(examples, labels)
     model, scores = fit(*splits["train"], *splits["validation"], labels, config.train.select_metric,
                         config.metrics.exclude_labels)
     folder = run.baseline_dir
@@ -182,17 +189,10 @@ def fit_run(run, preprocessor=None) -> tuple[Baseline, dict]:
     return model, scores
 
 
-def score(run, examples, labels: list[str], preprocessor=None) -> dict:
+def score(run, examples, labels: list[str]) -> dict:
     """The baseline's test figures on `examples`: accuracy, the averages and per-class scores."""
-    from sft.hub import resolve
-
-    config = run.config()
-    handles = resolve.Handles.of_run(run.run_info(), config.model)
-    preprocessor = preprocessor or resolve.load(handles.preprocessor, "preprocessor")
-    model = fitted(run, preprocessor)
-    encoded = inputs.encode(preprocessor, examples, {label: i for i, label in enumerate(labels)},
-                            config.data.context_turns)
-    known = encoded.labels >= 0
-    features = embed(handles.encoder, preprocessor, encoded, config.model.max_seq_length, config.model.pooling)
-    metrics = classification_metrics(encoded.labels[known], model.probabilities(features[known]).argmax(-1), labels)
+    embedder = Embedder(run)
+    model = fitted(run, embedder)
+    features, gold = embedder(examples, labels)
+    metrics = classification_metrics(gold, model.probabilities(features).argmax(-1), labels)
     return {key: metrics[key] for key in ("accuracy", "macro", "micro", "weighted", "per_class")} | {"l2": model.l2}

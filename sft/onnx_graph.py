@@ -127,22 +127,23 @@ class _Rewrite:
     def gelu(self, erf) -> bool:
         """0.5 x · (1 - erf(-x · 1/√2)), from its Erf: the exact GELU as the encoder writes it."""
         scaled = self._from(erf.input[0], "Mul")
-        negated = scaled and next((self._from(i, "Neg") for i in scaled.input if self._from(i, "Neg")), None)
+        negated = scaled and next(filter(None, (self._from(i, "Neg") for i in scaled.input)), None)
         subtract = self._only_consumer(erf.output[0], "Sub")
         product = subtract and self._only_consumer(subtract.output[0], "Mul")
-        if not (negated and product):
+        half = product and self._from(self._other(product, subtract.output[0]), "Mul")
+        if not (negated and half and negated.input[0] in half.input):
             return False
         x = negated.input[0]
-        half = self._from(self._other(product, subtract.output[0]), "Mul")
-        root = self._constant(self._other(scaled, negated.output[0]))
-        one = self._constant(subtract.input[0])
-        half_const = half is not None and self._constant(self._other(half, x))
-        if not (half is not None and x in half.input and root is not None and one is not None
-                and np.allclose(root, 1 / np.sqrt(2)) and np.allclose(one, 1.0)
-                and half_const is not None and np.allclose(half_const, 0.5)):
+        if not (self._is(self._other(scaled, negated.output[0]), 1 / np.sqrt(2)) and self._is(subtract.input[0], 1.0)
+                and self._is(self._other(half, x), 0.5)):
             return False
         self._replace(product, "Gelu", [x], domain=_MS_DOMAIN)
         return True
+
+    def _is(self, name: str, value: float) -> bool:
+        """Whether `name` is a constant equal to `value`."""
+        constant = self._constant(name)
+        return constant is not None and bool(np.allclose(constant, value))
 
     def _replace(self, last, op_type: str, inputs: list[str], domain: str = "", **attributes) -> None:
         """A new node computing `last`'s output in its place; the nodes it replaces die unused."""

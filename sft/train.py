@@ -400,7 +400,7 @@ def _fit_baseline(run: RunDir, plan: Plan) -> None:
 
     started = time.perf_counter()
     try:
-        _, scores = baseline.fit_run(run, plan.preprocessor)
+        _, scores = baseline.fit_run(run, baseline.Embedder(run, plan.preprocessor))
     except (tf.errors.OpError, ValueError, OSError, SftError) as e:
         log.warning("baseline not fitted (%s); sft evaluate fits it later", one_line(str(e))[:200])
         return

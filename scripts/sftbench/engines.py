@@ -10,7 +10,9 @@ on the same MiniLM weights and texts, in that environment (`bench_hf.py --phase 
 Each engine gets texts and returns probabilities, tokenisation included, on the
 run's test texts in file order: batch 1 (p50 and p99 latency over 500 texts),
 batches of 8 and 64 (texts/s over all of them, each batch padded to its longest).
-Rounds alternate the engines and keep each one's best figure. Accuracy: each
+Rounds alternate the engines and keep each one's best figure; TensorFlow
+bfloat16 runs its rounds in a child process afterwards (the rewrite, once on, would
+turn every later graph of this process to bfloat16). Accuracy: each
 engine's test accuracy and how many top-1 answers differ from TensorFlow float32;
 ONNX float32's largest logit difference from the TensorFlow classifier on the test split.
 """
