@@ -136,6 +136,40 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
         click.echo(format_summary(summary, run.path))
 
 
+@main.command()
+@config_option
+@set_option
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), help="Prepared-data folder [default: data.prepared_dir].")
+@click.option("--out", type=click.Path(file_okay=False), help="Audit folder [default: audit.dir, or train.run_dir + '-audit'].")
+@click.option("--overwrite", is_flag=True, help="Start again where the folder holds an audit of other data or settings.")
+@json_option
+def audit(config_path, overrides, data_dir, out, overwrite, as_json):
+    """Find suspected label errors and near-duplicates with different labels in train and validation.
+
+    Trains audit.folds models for audit.epochs epochs each, on all folds but one, and reads
+    each held-out fold's probabilities with cleanlab; writes audit.csv and index.html. Stopped or
+    killed, the same command resumes (SIGINT/SIGTERM save a checkpoint and exit 75).
+    """
+    from sft.config import load_config
+    from sft.data.prepared import PreparedDir
+    from sft.errors import ConfigError
+
+    if not config_path:
+        raise ConfigError("sft audit needs --config FILE (see configs/)")
+    if importlib.util.find_spec("cleanlab") is None:
+        raise click.UsageError("sft audit needs the audit extra (cleanlab is missing): pip install 'sft[audit]'")
+    config = load_config(config_path, overrides)
+    data = PreparedDir.open(data_dir or config.data.prepared_dir, config_path)
+    startup.import_tensorflow()
+    from sft.audit import audit as run_audit, format_summary
+
+    summary = run_audit(config, data, out, overwrite=overwrite)
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(format_summary(summary))
+
+
 def engine_options(command):
     """--engine, --threads, --spin: which inference engine answers, and how ONNX Runtime's threads run."""
     command = click.option("--spin", is_flag=True,

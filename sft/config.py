@@ -73,6 +73,9 @@ class LabelConfig:
     # The same example (text and context) under different labels: keep it under
     # its most frequent label (a tie drops it), or drop it.
     conflicts: Literal["majority", "drop"] = "majority"
+    # A reviewed CSV of fixes (sft/data/corrections.py; `sft audit` writes one to start from):
+    # its `source` column names raw rows as "file:line", its `correct` column a class or `<drop>`.
+    corrections: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,19 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """How `sft audit` gets out-of-fold probabilities: train and validation pooled, cut into
+    `folds` stratified parts, each predicted by a model trained on the others."""
+
+    folds: int = field(default=5, metadata={"min": 2, "max": 20})
+    # The folds' schedule, shorter than a run's: a fold model only has to rank its held-out
+    # labels, not win on test. Early stopping is off; the rest of `train` applies.
+    epochs: int = field(default=3, metadata={"min": 1})
+    # Where the folds, audit.csv and index.html go; null: `train.run_dir` + "-audit".
+    dir: str | None = None
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     """How to run, never what to learn: changing hardware must not change the experiment."""
 
@@ -236,6 +252,7 @@ class Config:
     fallback: FallbackConfig = field(default_factory=FallbackConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self):

@@ -65,12 +65,18 @@ def _html(m: dict, title: str, rows: list[dict], facts: dict) -> str:
                    for r in rows if r["answer"] != r["gold"]],
     }
     page = (Path(__file__).with_name("report.html").read_text(encoding="utf-8")
+            .replace("__STYLE__", page_style())
             .replace("__TITLE__", html.escape(f"{title}: {m['split']}"))
             .replace("__RELIABILITY__", _reliability_svg(m))
             .replace("__COVERAGE__", _coverage_svg(rows, m.get("fallback", {}).get("threshold")))
             # Inside <script>, "</" could end it early: JSON allows "<\/" for the same text.
             .replace("__DATA__", json.dumps(data, ensure_ascii=False).replace("</", "<\\/")))
     return page
+
+
+def page_style() -> str:
+    """The style sheet every page `sft` writes carries inline (no file beside it to lose)."""
+    return Path(__file__).with_name("report.css").read_text(encoding="utf-8")
 
 
 def _svg(title: str, body: str, x_label: str, y_label: str) -> str:

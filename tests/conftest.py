@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -162,3 +164,12 @@ def write_project(root: Path, encoder: Path, dialogues: int, train: str, extra: 
     )
     sft_cli("prepare", "--config", config)
     return config
+
+
+def chromium_page():
+    """Playwright driving Debian's chromium, or a skip that says which of the two is missing."""
+    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the test extra)")
+    executable = os.environ.get("SFT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium; .ci/run installs it)")
+    return playwright.sync_playwright(), executable

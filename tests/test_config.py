@@ -56,7 +56,7 @@ def test_round_trip_through_yaml(tmp_path):
     "text, message",
     [
         ("train:\n  epoch: 3\n", "unknown config key 'train.epoch' (valid keys here: run_dir, epochs,"),
-        ("trian: {}\n", "unknown config key 'trian' (valid keys here: data, model, train, fallback, metrics, export, runtime)"),
+        ("trian: {}\n", "unknown config key 'trian' (valid keys here: data, model, train, fallback, metrics, export, audit, runtime)"),
         ("train:\n  epochs: three\n", "train.epochs: expected an integer, found str 'three'"),
         ("train:\n  epochs: 0\n", "train.epochs: 0 is out of range (must be at least 1)"),
         ("model:\n  dropout: 1.5\n", "model.dropout: 1.5 is out of range (must be between 0.0 and 0.9)"),

@@ -2,15 +2,13 @@
 
 import csv
 import json
-import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from sft.data.example import read_jsonl
-from tests.conftest import sft_cli as run, write_project
+from tests.conftest import chromium_page, sft_cli as run, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +43,6 @@ def test_evaluate_writes_errors_and_a_report_with_pictures(trained):
     assert (report / "confusion.png").read_bytes()[:4] == b"\x89PNG"
     assert "![confusion matrix](confusion.png)" in (report / "index.md").read_text()
     assert metrics["report"] == str(report / "index.html")
-
-
-def chromium_page():
-    """Playwright driving Debian's chromium, or a skip that says which of the two is missing."""
-    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the test extra)")
-    executable = os.environ.get("SFT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    if not executable:
-        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium; .ci/run installs it)")
-    return playwright.sync_playwright(), executable
 
 
 def test_the_html_report_opens_offline_in_a_real_browser_and_sorts_and_filters(trained):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sft.config import DataConfig
 from sft.data.clean import dedup_key
+from sft.data.corrections import apply_corrections, read_corrections
 from sft.data.dialogue import Utterance, dialogue_examples
 from sft.data.example import SPLITS, Example
 from sft.data.labels import rare_classes
@@ -75,6 +76,8 @@ def prepare(
         reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(problems.counts.items()))
         raise DataError(f"every row was dropped ({reasons}); check data.columns in the config")
     dropped = Counter(problems.counts)
+    if config.labels.corrections:  # reviewed fixes go in before duplicates are merged by label
+        tagged = _correct(tagged, config.labels.corrections, report, dropped, ledger)
 
     # 3. one example per (text, context), conflicts resolved within a split; then rare classes
     kept = _deduplicate(tagged, config, report, dropped, ledger)
@@ -108,6 +111,22 @@ def prepare(
     with atomic_dir(out, replace=overwrite) as tmp:
         PreparedDir(tmp).write(splits, labels, report)
     return report
+
+
+def _correct(tagged: list[tuple[str | None, Utterance]], path: str, report: dict, dropped: Counter,
+             ledger: dict[str | None, Counter]) -> list[tuple[str | None, Utterance]]:
+    """`data.labels.corrections` applied; what it changed counted in the report and each split's ledger."""
+    fixed, report["corrections"] = apply_corrections([u for _, u in tagged], read_corrections(path), path)
+    out = []
+    for (split, before), after in zip(tagged, fixed):
+        if after is None:
+            dropped["corrected_to_drop"] += 1
+            ledger[split]["corrected_to_drop"] += 1
+            continue
+        if after.example.label != before.example.label:
+            ledger[split]["labels_changed"] += 1
+        out.append((split, after))
+    return out
 
 
 # A given split outranks the ones after it: a copy of a test example is removed from validation
@@ -247,7 +266,7 @@ def _by_split(ledger: dict[str | None, Counter], splits: dict[str, list[Example]
     return out
 
 
-# Counted per split beside the drops; `labels_changed` only ever counts a rare class merged into `other`.
+# Counted per split beside the drops; `labels_changed`: a correction, or a rare class merged into `other`.
 _NOT_DROPS = ("duplicates_removed", "duplicates_kept", "label_conflicts", "labels_changed")
 
 # When the largest class holds more than half of train, or a class under 1% of it, accuracy and
@@ -301,6 +320,10 @@ def format_summary(report: dict, out: str | Path) -> str:
         f"{report['duplicates']['normalised']} normalised); label conflicts: {report['label_conflicts']} "
         f"({report['conflict_resolution']})",
     ]
+    if report.get("corrections"):
+        c = report["corrections"]
+        lines.append(f"  corrections from {c['file']}: {c['relabelled']} relabelled, {c['dropped']} dropped, "
+                     f"{c['unchanged']} already so")
     if report["rare_labels"]:
         lines.append("  rare classes: " + ", ".join(f"{label} ({n})" for label, n in report["rare_labels"].items()))
     counts = report["class_counts"]
