@@ -315,14 +315,14 @@ def _csv(rows: list[dict]) -> str:
 
 
 def _html(summary: dict, rows: list[dict], data: PreparedDir) -> str:
-    from sft.report import page_style
+    from sft.report import page_script, page_style
 
     template = (Path(__file__).parent / "audit.html").read_text(encoding="utf-8")
     facts = {"data": str(data.path), **{k: summary[k] for k in ("examples", "classes", "folds", "epochs",
                                                                  "out_of_fold_accuracy", "label_issues",
                                                                  "near_duplicate_groups")}}
     payload = json.dumps({"facts": facts, "rows": rows, "drop": DROP}, ensure_ascii=False).replace("</", "<\\/")
-    return (template.replace("__STYLE__", page_style()).replace("__TITLE__", html.escape(f"Audit of {data.path}"))
+    return (template.replace("__STYLE__", page_style()).replace("__SCRIPT__", page_script()).replace("__TITLE__", html.escape(f"Audit of {data.path}"))
             .replace("__DROP__", html.escape(DROP)).replace("__DATA__", payload))
 
 

@@ -65,7 +65,7 @@ def _html(m: dict, title: str, rows: list[dict], facts: dict) -> str:
                    for r in rows if r["answer"] != r["gold"]],
     }
     page = (Path(__file__).with_name("report.html").read_text(encoding="utf-8")
-            .replace("__STYLE__", page_style())
+            .replace("__STYLE__", page_style()).replace("__SCRIPT__", page_script())
             .replace("__TITLE__", html.escape(f"{title}: {m['split']}"))
             .replace("__RELIABILITY__", _reliability_svg(m))
             .replace("__COVERAGE__", _coverage_svg(rows, m.get("fallback", {}).get("threshold")))
@@ -77,6 +77,11 @@ def _html(m: dict, title: str, rows: list[dict], facts: dict) -> str:
 def page_style() -> str:
     """The style sheet every page `sft` writes carries inline (no file beside it to lose)."""
     return Path(__file__).with_name("report.css").read_text(encoding="utf-8")
+
+
+def page_script() -> str:
+    """The script helpers every page `sft` writes carries inline: `el` builds elements, `sortable` tables."""
+    return Path(__file__).with_name("report.js").read_text(encoding="utf-8")
 
 
 def _svg(title: str, body: str, x_label: str, y_label: str) -> str:

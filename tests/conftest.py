@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -166,10 +167,22 @@ def write_project(root: Path, encoder: Path, dialogues: int, train: str, extra: 
     return config
 
 
-def chromium_page():
-    """Playwright driving Debian's chromium, or a skip that says which of the two is missing."""
+@contextlib.contextmanager
+def browser_page(path: Path):
+    """The page at `path` in headless Chromium, with the console errors and the requests it made:
+    Playwright driving Debian's chromium, or a skip that says which of the two is missing."""
     playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the test extra)")
     executable = os.environ.get("SFT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
     if not executable:
         pytest.skip("no Chromium on this machine (Debian: apt-get install chromium; .ci/run installs it)")
-    return playwright.sync_playwright(), executable
+    problems, requests = [], []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        yield page, problems, requests
+        browser.close()

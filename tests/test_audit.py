@@ -13,7 +13,7 @@ import pytest
 
 from sft.audit import CSV_COLUMNS, assign_folds, find_issues, near_duplicate_groups, near_key
 from sft.data.example import Example
-from tests.conftest import INTENTS, chromium_page, sft_cli, write_csv
+from tests.conftest import INTENTS, browser_page, sft_cli, write_csv
 
 # Raw CSV line -> the wrong label it is given; rows 2-31 are greetings, 32-61 lost cards, 62-91 balances.
 FLIPPED = {5: "lost_card", 17: "balance", 42: "balance", 52: "greeting", 79: "greeting", 87: "lost_card"}
@@ -128,25 +128,48 @@ def test_the_audit_writes_the_suspects_most_suspect_first_and_the_near_duplicate
     assert "__" not in page and json.dumps(rows[0]["text"])[1:-1] in page and "<script src" not in page
 
 
+def start_audit(project, out):
+    return subprocess.Popen([sys.executable, "-m", "sft", "audit", "--config", str(project / "c.yaml"), "--out", str(out)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env=os.environ | {"PYTHONUNBUFFERED": "1"})
+
+
+def wait_for(process, fold: int) -> str:
+    """Read the audit's log until fold `fold` is into its fourth epoch (a checkpoint every 5 steps, 8 an epoch)."""
+    seen, in_fold = [], False
+    for line in process.stderr:
+        seen.append(line)
+        in_fold = in_fold or f"fold {fold}/3: training" in line or f"fold {fold}/3: resuming" in line
+        if in_fold and "epoch 4/10 step" in line:
+            return "".join(seen)
+    raise AssertionError("the audit ended before fold %d's fourth epoch:\n%s" % (fold, "".join(seen)))
+
+
 @pytest.mark.slow
 def test_a_killed_audit_resumes_mid_fold_and_ends_as_the_uninterrupted_one(project, audited):
     out = project / "killed-audit"
-    command = [sys.executable, "-m", "sft", "audit", "--config", str(project / "c.yaml"), "--out", str(out)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env=os.environ | {"PYTHONUNBUFFERED": "1"})
-    in_fold_two = False
-    for line in process.stderr:
-        in_fold_two = in_fold_two or "fold 2/3: training" in line
-        if in_fold_two and "epoch 4/10 step" in line:  # a checkpoint every 5 steps, 8 steps an epoch
-            process.send_signal(signal.SIGKILL)
-            break
+    process = start_audit(project, out)
+    wait_for(process, 2)
+    process.send_signal(signal.SIGKILL)
     process.wait()
     assert (out / "fold-1" / "predictions.npy").is_file() and not (out / "fold-2" / "predictions.npy").exists()
 
+    process = start_audit(project, out)  # resumes fold 2, then is stopped politely in fold 3
+    log = wait_for(process, 3)
+    assert "1 of 3 folds predicted" in log and "fold 2/3: resuming" in log and "fold 1/3: training" not in log
+    process.send_signal(signal.SIGTERM)
+    rest = process.stderr.read()
+    assert process.wait() == 75 and "Traceback" not in rest
+    assert "stopped by SIGTERM" in rest and "in fold 3; checkpoint saved. Continue with the same `sft audit`" in rest
+
     result = sft_cli("audit", "--config", project / "c.yaml", "--out", out)
-    assert "1 of 3 folds predicted" in result.stderr and "fold 2/3: resuming" in result.stderr
-    assert "fold 1/3: training" not in result.stderr
+    assert "2 of 3 folds predicted" in result.stderr and "fold 3/3: resuming" in result.stderr
     assert flagged(out) == flagged(audited[1])
+
+
+def test_an_audit_without_prepared_data_says_which_command_makes_it(project):
+    result = sft_cli("audit", "--config", project / "c.yaml", "--data", project / "nowhere", code=4)
+    assert "is not a prepared-data folder" in result.stderr and "sft prepare --config" in result.stderr
 
 
 @pytest.mark.slow
@@ -170,16 +193,7 @@ def test_the_audits_suggestions_go_back_through_prepare(project, audited):
 @pytest.mark.slow
 def test_the_audit_page_opens_offline_in_a_real_browser_and_sorts_and_filters(audited):
     rows = flagged(audited[1])
-    manager, executable = chromium_page()
-    problems, requests = [], []
-    with manager as p:
-        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto((audited[1] / "index.html").as_uri())
-        page.wait_for_load_state("load")
+    with browser_page(audited[1] / "index.html") as (page, problems, requests):
         shown = page.locator("#flagged tbody tr")
         assert shown.count() == len(rows) and f"{len(rows)} of {len(rows)} flagged" in page.inner_text("#count")
 
@@ -190,6 +204,5 @@ def test_the_audit_page_opens_offline_in_a_real_browser_and_sorts_and_filters(au
         page.select_option("#kind-filter", "")
         page.fill("#search", "no text says this")
         assert shown.count() == 0
-        browser.close()
     assert problems == []
     assert all(url.startswith(("file:", "data:")) for url in requests), requests

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from sft.data.example import read_jsonl
-from tests.conftest import chromium_page, sft_cli as run, write_project
+from tests.conftest import browser_page, sft_cli as run, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -47,17 +47,7 @@ def test_evaluate_writes_errors_and_a_report_with_pictures(trained):
 
 def test_the_html_report_opens_offline_in_a_real_browser_and_sorts_and_filters(trained):
     metrics = json.loads(run("evaluate", "--run-dir", trained / "run", "--report", "--json").stdout)
-    manager, executable = chromium_page()
-    problems, requests = [], []
-    with manager as p:
-        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        page = browser.new_page()
-        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("request", lambda r: requests.append(r.url))
-        page.goto((trained / "run" / "report_test" / "index.html").as_uri())
-        page.wait_for_load_state("load")
-
+    with browser_page(trained / "run" / "report_test" / "index.html") as (page, problems, requests):
         first_class = lambda: page.locator("#per-class tbody tr").first.locator("td").first.inner_text()  # noqa: E731
         by_f1 = sorted(metrics["per_class"].items(), key=lambda item: item[1]["f1"])
         page.click("#per-class th[data-key=f1]")
@@ -79,7 +69,6 @@ def test_the_html_report_opens_offline_in_a_real_browser_and_sorts_and_filters(t
         if page.locator("tr.pair").count():
             page.locator("tr.pair").first.click()
             assert "text(s)" in page.inner_text("#cell")
-        browser.close()
     assert problems == []
     assert all(url.startswith(("file:", "data:")) for url in requests), requests
 
