@@ -79,6 +79,9 @@ def main() -> None:
         "flagged_and_flipped": len(found),
         "precision": round(len(found) / max(len(issues), 1), 4), "recall": round(len(found) / len(flipped), 4),
         "suggestion_restores_true_label": round(len(restored) / max(len(found), 1), 4),
+        # Most suspect first: how clean the top of the list a reviewer reads first is.
+        "precision_of_the_first": {n: round(sum(r["source"] in flipped for r in issues[:n]) / n, 4)
+                                   for n in (100, 250, 500) if n <= len(issues)},
         "audit": json.loads((audit_dir / "audit.json").read_text()),
     }
 
@@ -94,7 +97,8 @@ def main() -> None:
     _sft("prepare", "--config", configs["corrected"], done=work / "corrected" / "data" / "labels.json")
     true_labels = sum(1 for source, (true, _) in flipped.items() if _label_after(rows, source) == true)
     result["flipped_rows_right_after_correction"] = true_labels
-    result["right_rows_made_wrong"] = sum(1 for r in issues if r["source"] not in flipped)
+    # Rows the flip left alone that the audit relabels: its mistakes, or the authors' own label errors.
+    result["unflipped_rows_relabelled"] = sum(1 for r in issues if r["source"] not in flipped)
 
     # 4. the documented config on clean, noisy and corrected data
     if not args.skip_training:
