@@ -1,7 +1,7 @@
 """How well `sft audit` finds wrong labels, and what fixing them buys: Banking77 with 5% of its train labels flipped.
 
     python scripts/label_noise.py [--config configs/banking77.yaml] [--work runs/label-noise] [--rate 0.05]
-                                  [--seed 7] [--audit-set KEY=VALUE ...] [--skip-training]
+                                  [--seed 7] [--audit-set KEY=VALUE ...] [--correct-first N ...] [--skip-training]
 
 1. `sft prepare` the config's data as documented; its train and validation splits are written back
    out as raw CSVs (clean), and again with `--rate` of their rows given another class at random
@@ -10,7 +10,8 @@
 2. `sft audit` the noisy data (with `--audit-set`, e.g. train.rdrop=0 for a shorter schedule), then
    score its label issues against the flipped rows: precision and recall.
 3. Every label issue corrected to the audit's suggestion (audit.csv's `correct` column) and the
-   noisy data prepared again with `data.labels.corrections`.
+   noisy data prepared again with `data.labels.corrections`; with `--correct-first N`, also only
+   the first N, most suspect, as a reviewer reading from the top would.
 4. The config trained and evaluated on test on clean, noisy and corrected data (skip with --skip-training).
 
 Every step is a CLI command, printed before it runs, and is skipped where its output exists, so a
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("--rate", default=0.05, type=float)
     parser.add_argument("--seed", default=7, type=int)
     parser.add_argument("--audit-set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--correct-first", action="append", type=int, default=[], metavar="N",
+                        help="Also train on the noisy data with only the first N flags corrected (what a reviewer "
+                             "reading from the top would fix); repeatable.")
     parser.add_argument("--skip-training", action="store_true")
     args = parser.parse_args()
     work = args.work
@@ -59,7 +63,8 @@ def main() -> None:
             flipped[f"{work / f'{split}-noisy.csv'}:{i + 2}"] = (examples[i]["label"], noisy[i]["label"])
         _write_csv(work / f"{split}-clean.csv", examples, columns)
         _write_csv(work / f"{split}-noisy.csv", noisy, columns)
-    configs = {kind: _config(base, work, kind) for kind in ("clean", "noisy", "corrected")}
+    corrected = ["corrected", *(f"corrected-first-{n}" for n in args.correct_first)]
+    configs = {kind: _config(base, work, kind) for kind in ("clean", "noisy", *corrected)}
     for kind in ("clean", "noisy"):
         _sft("prepare", "--config", configs[kind], done=work / kind / "data" / "labels.json")
 
@@ -85,16 +90,18 @@ def main() -> None:
         "audit": json.loads((audit_dir / "audit.json").read_text()),
     }
 
-    # 3. every label issue corrected to the suggestion, and prepared again
-    corrections = work / "corrections.csv"
-    if not corrections.is_file():
-        for r in rows:
-            r["correct"] = r["suggested"] if "label issue" in r["kind"] else ""
-        with corrections.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-    _sft("prepare", "--config", configs["corrected"], done=work / "corrected" / "data" / "labels.json")
+    # 3. every label issue (or the first N) corrected to the suggestion, and prepared again
+    for kind in corrected:
+        first = int(kind.rpartition("-")[2]) if kind != "corrected" else len(issues)
+        chosen = {r["source"] for r in issues[:first]}
+        path = work / f"corrections{kind.removeprefix('corrected')}.csv"
+        if not path.is_file():
+            with path.open("w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+                writer.writeheader()
+                writer.writerows({**r, "correct": r["suggested"] if r["source"] in chosen else ""} for r in rows)
+        _sft("prepare", "--config", configs[kind], done=work / kind / "data" / "labels.json")
+    rows = [{**r, "correct": r["suggested"] if "label issue" in r["kind"] else ""} for r in rows]
     true_labels = sum(1 for source, (true, _) in flipped.items() if _label_after(rows, source) == true)
     result["flipped_rows_right_after_correction"] = true_labels
     # Rows the flip left alone that the audit relabels: its mistakes, or the authors' own label errors.
@@ -103,7 +110,7 @@ def main() -> None:
     # 4. the documented config on clean, noisy and corrected data
     if not args.skip_training:
         result["test"] = {}
-        for kind in ("clean", "noisy", "corrected"):
+        for kind in ("clean", "noisy", *corrected):
             run = work / kind / "run"
             _sft("train", "--config", configs[kind], done=run / "train_summary.json")
             _sft("evaluate", "--run-dir", run, "--json", done=run / "eval_test.json")
@@ -121,8 +128,8 @@ def _config(base: dict, work: Path, kind: str) -> Path:
                                 "validation": [str(work / f"validation-{files}.csv")],
                                 "test": base["data"]["splits"]["test"]}
     config["data"]["prepared_dir"] = str(work / kind / "data")
-    if kind == "corrected":
-        config["data"].setdefault("labels", {})["corrections"] = str(work / "corrections.csv")
+    if kind.startswith("corrected"):
+        config["data"].setdefault("labels", {})["corrections"] = str(work / f"corrections{kind.removeprefix('corrected')}.csv")
     config["train"]["run_dir"] = str(work / kind / "run")
     config.setdefault("audit", {})["dir"] = str(work / kind / "audit")
     path = work / f"{kind}.yaml"
