@@ -88,7 +88,7 @@ def audit(config: Config, data: PreparedDir, out: str | Path | None = None, over
     splits = {split: data.examples(split) for split in ("train", "validation")}
     examples = [e for split in splits.values() for e in split]
     labels = data.labels()
-    given = _label_ids(examples, labels, data)
+    given = _label_ids(examples, labels, data, config.audit.folds)
     # Each given split numbers its dialogues afresh (MELD's train and dev both start at 0).
     dialogues = [None if e.dialogue_id is None else f"{split}/{e.dialogue_id}"
                  for split, split_examples in splits.items() for e in split_examples]
@@ -214,13 +214,11 @@ def _fold_predictions(config: Config, where: AuditDir, fold: int, examples: list
     data = _fold_data(run_path / "data", examples, labels, folds, fold)
     run = RunDir(run_path / "run")
     resume = any(run.checkpoints.glob("ckpt-*.index"))
-    log.info("fold %d/%d: %s on %d examples, predicting %d", fold + 1, len(set(folds.tolist())),
+    log.info("fold %d/%d: %s on %d examples, predicting %d", fold + 1, config.audit.folds,
              "resuming" if resume else "training", len(folds) - len(held_out), len(held_out))
     fold_config = _fold_config(config, run.path)
-    if resume:  # a fold does not change precision halfway, whatever `auto` would choose now
-        chosen = run.run_info().get("plan", {}).get("precision")
-        if chosen and config.runtime.precision == "auto":
-            fold_config = dataclasses.replace(fold_config, runtime=dataclasses.replace(config.runtime, precision=chosen))
+    if resume:
+        fold_config = run.resumed(fold_config)
     try:
         train(fold_config, data, run, resume=resume)
     except TrainingInterrupted as e:
@@ -260,14 +258,15 @@ def _release_models() -> None:
     gc.collect()
 
 
-def _label_ids(examples: list[Example], labels: list[str], data: PreparedDir) -> np.ndarray:
+def _label_ids(examples: list[Example], labels: list[str], data: PreparedDir, folds: int) -> np.ndarray:
     ids = {label: i for i, label in enumerate(labels)}
     unknown = {e.label for e in examples} - ids.keys()
     if unknown:
         raise DataError(f"{data.path} holds labels missing from labels.json ({', '.join(sorted(unknown)[:3])}): "
                         "prepare the data again")
-    if len(examples) < 2 * len(labels):
-        raise DataError(f"{len(examples)} train and validation examples for {len(labels)} classes: too few to audit")
+    if len(examples) < max(2 * len(labels), folds):
+        raise DataError(f"{len(examples)} train and validation examples for {len(labels)} classes in {folds} folds: "
+                        "too few to audit")
     return np.array([ids[e.label] for e in examples])
 
 

@@ -5,7 +5,6 @@ TensorFlow is imported inside the commands that need it, so `sft --help` stays f
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import logging
@@ -107,12 +106,7 @@ def train(config_path, overrides, data_dir, run_dir, resume, overwrite, dry_run,
         if not run_dir and not config_path:
             raise ConfigError("--resume needs --run-dir (or the --config that names train.run_dir)")
         run = RunDir.open(run_dir or load_config(config_path, overrides).train.run_dir)
-        config = run.config()  # a resumed run keeps the experiment it started with...
-        chosen = run.run_info().get("plan", {}).get("precision")
-        # ...and the precision auto chose for it: a run does not change precision halfway (and float16's
-        # loss scale is part of its checkpoints).
-        if chosen and config.runtime.precision == "auto":
-            config = dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, precision=chosen))
+        config = run.resumed(run.config())  # the experiment it started with, in the precision it chose
         data = PreparedDir.open(data_dir or run.run_info()["data_dir"])
     else:
         if not config_path:

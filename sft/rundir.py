@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -125,6 +126,14 @@ class RunDir:
         import yaml
 
         return config_from_dict(yaml.safe_load(self.config_file.read_text(encoding="utf-8")))
+
+    def resumed(self, config: Config) -> Config:
+        """`config` with the precision `auto` chose when this run started: a run does not change
+        precision halfway (and float16's loss scale is part of its checkpoints)."""
+        chosen = self.run_info().get("plan", {}).get("precision")
+        if not chosen or config.runtime.precision != "auto":
+            return config
+        return dataclasses.replace(config, runtime=dataclasses.replace(config.runtime, precision=chosen))
 
     def labels(self) -> list[str]:
         return json.loads(self.labels_file.read_text(encoding="utf-8"))
