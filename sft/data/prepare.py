@@ -115,8 +115,18 @@ def prepare(
 
 def _correct(tagged: list[tuple[str | None, Utterance]], path: str, report: dict, dropped: Counter,
              ledger: dict[str | None, Counter]) -> list[tuple[str | None, Utterance]]:
-    """`data.labels.corrections` applied; what it changed counted in the report and each split's ledger."""
-    fixed, report["corrections"] = apply_corrections([u for _, u in tagged], read_corrections(path), path)
+    """`data.labels.corrections` applied; what it changed counted in the report and each split's ledger.
+
+    A correction names one row, as audit.csv names the example its duplicates were merged
+    into: the row's duplicates within its split follow it, or the merge would outvote the fix.
+    """
+    corrections = read_corrections(path)
+    keys = {u.example.source: (split, *_example_key(u.example)) for split, u in tagged}
+    named = {keys[source]: correct for source, correct in corrections.items() if source in keys}
+    for source, key in keys.items():
+        if key in named:
+            corrections.setdefault(source, named[key])
+    fixed, report["corrections"] = apply_corrections([u for _, u in tagged], corrections, path)
     out = []
     for (split, before), after in zip(tagged, fixed):
         if after is None:
@@ -149,8 +159,7 @@ def _deduplicate(tagged: list[tuple[str | None, Utterance]], config: DataConfig,
     """
     groups: dict[tuple, list[tuple[str | None, Utterance]]] = defaultdict(list)
     for split, u in tagged:
-        e = u.example
-        groups[(dedup_key(e.text), *(dedup_key(c) for c in e.context))].append((split, u))
+        groups[_example_key(u.example)].append((split, u))
 
     kept, totals, sample = [], Counter(), []
     for group in groups.values():
@@ -185,6 +194,11 @@ def _deduplicate(tagged: list[tuple[str | None, Utterance]], config: DataConfig,
     report["conflict_resolution"] = config.labels.conflicts
     report["conflict_sample"] = sample
     return kept
+
+
+def _example_key(e: Example) -> tuple:
+    """Examples equal under this key are duplicates: text and context, cleaned and case folded."""
+    return (dedup_key(e.text), *(dedup_key(c) for c in e.context))
 
 
 def _resolve(members: list[Utterance], conflicts: str, totals: Counter, sample: list,
@@ -300,7 +314,7 @@ def _leakage(splits: dict[str, list[Example]]) -> dict:
     for s, split in splits.items():
         for e in split:
             texts[dedup_key(e.text)].add(s)
-            examples[(dedup_key(e.text), *(dedup_key(c) for c in e.context))].add(s)
+            examples[_example_key(e)].add(s)
     leaked = [text for text, where in texts.items() if len(where) > 1]
     return {
         "texts_in_several_splits": len(leaked),

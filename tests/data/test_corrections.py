@@ -68,3 +68,16 @@ def test_a_corrections_file_without_its_columns_is_refused(tmp_path):
     config, _ = project(tmp_path, [{"source": "x:1", "label": "card"}], columns=("source", "label"))
     with pytest.raises(DataError, match="no 'correct' column"):
         prepare(config, tmp_path / "out")
+
+
+def test_a_correction_carries_the_rows_duplicates_with_it_so_the_merge_keeps_the_fix(tmp_path):
+    rows = [{"text": "where is my card", "label": "balance"}, {"text": "Where is my card", "label": "balance"},
+            {"text": "what is my balance", "label": "balance"}, {"text": "my card is lost", "label": "card"}]
+    raw = write_csv(tmp_path / "raw.csv", rows)
+    fixes = write_csv(tmp_path / "fixes.csv", [{"source": f"{raw}:2", "correct": "card"}])
+    config = DataConfig(files=[str(raw)], validation_size=0.0, test_size=0.0,
+                        labels=LabelConfig(corrections=str(fixes)))
+    report = prepare(config, tmp_path / "out")
+    train = {e.text.casefold(): e.label for e in read_jsonl(tmp_path / "out" / "train.jsonl")}
+    assert train["where is my card"] == "card" and report["label_conflicts"] == 0
+    assert report["corrections"]["relabelled"] == 2
