@@ -5,6 +5,7 @@ TensorFlow is imported inside the commands that need it, so `sft --help` stays f
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from sft import __version__, startup
+from sft import __version__, hardware, startup
 from sft.errors import SftError, one_line
 
 
@@ -164,13 +165,15 @@ def audit(config_path, overrides, data_dir, out, overwrite, as_json):
         click.echo(format_summary(summary))
 
 
-def engine_options(command):
+def engine_options(command=None, threads_help="ONNX Runtime: threads a call (0: one a core)."):
     """--engine, --threads, --spin: which inference engine answers, and how ONNX Runtime's threads run."""
+    if command is None:
+        return functools.partial(engine_options, threads_help=threads_help)
     command = click.option("--spin", is_flag=True,
                            help="ONNX Runtime: let idle threads spin-wait (a little faster alone; "
                                 "hurts a shared machine).")(command)
     command = click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
-                           help="ONNX Runtime: threads a call (0: one a core).")(command)
+                           help=threads_help)(command)
     return click.option("--engine", default="tf", show_default=True, type=click.Choice(["tf", "onnx", "onnx-int8"]),
                         help="tf: TensorFlow; onnx, onnx-int8: ONNX Runtime, float32 or int8, the run "
                              "exported once into RUN/export/ (needs the onnx extra).")(command)
@@ -329,9 +332,12 @@ def export(run_dir, out, which, overwrite, export_format, quantize, max_accuracy
               help="Longest text (or context turn) in UTF-8 bytes.")
 @click.option("--max-body-bytes", default=1 << 20, show_default=True, type=click.IntRange(1),
               help="Largest request body.")
-@engine_options
+@click.option("--batch-threads", default=0, show_default=True, type=click.IntRange(0),
+              help="Batches the model runs at once, each on its own threads (0: one a core).")
+@engine_options(threads_help="Threads a batch, TensorFlow's or ONNX Runtime's (0: the cores shared among "
+                             "--batch-threads).")
 def serve(run_dir, export_dir, which, model_name, host, port, max_batch, max_wait_ms, max_texts, max_text_bytes,
-          max_body_bytes, engine, threads, spin):
+          max_body_bytes, batch_threads, engine, threads, spin):
     """Answer a chatbot's requests over HTTP: POST /v1/classify, TF Serving's REST API, /healthz, /readyz, /metrics.
 
     Requests that arrive together run as one batch. SIGTERM or SIGINT: stop accepting, answer what is in flight,
@@ -365,8 +371,13 @@ def serve(run_dir, export_dir, which, model_name, host, port, max_batch, max_wai
         raise click.UsageError(f"--name '{name[:100]}': use letters, digits, '.', '_' and '-' (it is part of URLs)")
     check_engine(engine, converts=run_dir is not None)
     sock = server.listen(host, port)
+    batch_threads = batch_threads or hardware.cores()
+    threads = threads or max(1, hardware.cores() // batch_threads)
     if run_dir or engine == "tf":
         startup.import_tensorflow()
+        from sft import runtime
+
+        runtime.set_threads(threads, prefix="serve: ")
 
     def load():
         from sft.exported import load_export
@@ -377,7 +388,7 @@ def serve(run_dir, export_dir, which, model_name, host, port, max_batch, max_wai
             export = export_run(run, which) if engine == "tf" else export_onnx_run(run, which, engine == "onnx-int8")
         return load_export(export if run_dir else export_dir, threads, spin)
 
-    options = serve_app.ServeOptions(name, version, max_batch, max_wait_ms,
+    options = serve_app.ServeOptions(name, version, max_batch, max_wait_ms, batch_threads,
                                      Limits(max_texts, max_text_bytes, max_body_bytes))
     server.run(serve_app.create_app(load, options), sock)
 

@@ -10,6 +10,7 @@ tests can ask it about machines they do not run on.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,14 @@ class Hardware:
 class PrecisionChoice:
     precision: str  # float32, mixed_bfloat16 or mixed_float16
     reason: str
+
+
+def cores() -> int:
+    """The CPU cores this process may run on (a container's or `taskset`'s share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def detect() -> Hardware:

@@ -8,7 +8,6 @@ so `sft serve` answers the same API with either, TF Serving's signatures include
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sft import hardware
 from sft.exported import ExportInfo, warm_up
 from sft.hub import INPUT_NAMES
 from sft.tokenizer import Tokenizer, characters
@@ -37,7 +37,7 @@ class OnnxModel:
                                    config.model.max_seq_length, self.with_context)
         self.vocab_size = self.tokenizer.vocab_size
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+        options.intra_op_num_threads = threads or hardware.cores()
         options.inter_op_num_threads = 1
         # Spinning threads answer a little sooner and burn a core while idle: off, unless asked for.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")

@@ -25,24 +25,30 @@ def configure(runtime: RuntimeConfig) -> str:
 
     Returns the precision in force: `auto` resolved by the hardware, or the configured one.
     """
-    for name, wanted, current, setter in (
-        ("intra_op_threads", runtime.intra_op_threads, tf.config.threading.get_intra_op_parallelism_threads,
-         tf.config.threading.set_intra_op_parallelism_threads),
-        ("inter_op_threads", runtime.inter_op_threads, tf.config.threading.get_inter_op_parallelism_threads,
-         tf.config.threading.set_inter_op_parallelism_threads),
-    ):
-        if wanted == 0 or wanted == current():
-            continue  # 0: TensorFlow's own choice, one thread a core
-        try:
-            setter(wanted)
-        except RuntimeError:
-            log.warning("runtime.%s=%d ignored: TensorFlow already started in this process", name, wanted)
+    set_threads(runtime.intra_op_threads, runtime.inter_op_threads, "runtime.")
     if runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
     choice = hardware.choose_precision(runtime.precision, hardware.detect())
     log.info("precision: %s (%s)", choice.precision, choice.reason)
     precision.configure(choice.precision)
     return choice.precision
+
+
+def set_threads(intra_op: int, inter_op: int = 0, prefix: str = "") -> None:
+    """TensorFlow's thread pools (0: its own choice, one thread a core); they can be set only
+    before TensorFlow's first operation, and a later wish is ignored with a warning."""
+    for name, wanted, current, setter in (
+        ("intra_op_threads", intra_op, tf.config.threading.get_intra_op_parallelism_threads,
+         tf.config.threading.set_intra_op_parallelism_threads),
+        ("inter_op_threads", inter_op, tf.config.threading.get_inter_op_parallelism_threads,
+         tf.config.threading.set_inter_op_parallelism_threads),
+    ):
+        if wanted == 0 or wanted == current():
+            continue
+        try:
+            setter(wanted)
+        except RuntimeError:
+            log.warning("%s%s=%d ignored: TensorFlow already started in this process", prefix, name, wanted)
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

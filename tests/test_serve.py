@@ -315,6 +315,63 @@ def test_a_lone_request_does_not_wait_for_company():
     assert asyncio.run(scenario()) < 1.0  # not the 5 s --max-wait-ms allows
 
 
+def test_two_model_threads_run_two_batches_at_once():
+    from sft.serve.batcher import MicroBatcher
+
+    both_running = threading.Barrier(2, timeout=10)  # one thread alone would wait here, and break it
+
+    def model(texts, contexts):
+        both_running.wait()
+        return np.ones((len(texts), 2), np.float32)
+
+    async def scenario():
+        batcher = MicroBatcher(max_batch=8, max_wait=0, threads=2)
+        batcher.model = model
+        batcher.start()
+        first = batcher.submit(["a"], [""])
+        await asyncio.sleep(0.05)  # the first batch is running
+        answers = await asyncio.gather(first, batcher.submit(["b"], [""]))
+        await batcher.stop()
+        return answers
+
+    assert [a.shape for a in asyncio.run(scenario())] == [(1, 2), (1, 2)]
+
+
+def test_while_a_batch_runs_a_free_thread_waits_for_its_share_of_the_requests():
+    # Clients that each wait for their answer come back together; a thread that took the first
+    # to return would split them into a small batch and a large one for good.
+    from sft.serve.batcher import MicroBatcher
+
+    release, calls = threading.Event(), []
+
+    def model(texts, contexts):
+        calls.append(list(texts))
+        if len(calls) == 1:
+            release.wait(10)
+        return np.ones((len(texts), 2), np.float32)
+
+    async def scenario():
+        batcher = MicroBatcher(max_batch=64, max_wait=5.0, threads=2)
+        batcher.model = model
+        batcher.start()
+        running = batcher.submit(["a"] * 6, [""] * 6)
+        await asyncio.sleep(0.05)
+        returning = [batcher.submit(["b0"], [""])]
+        await asyncio.sleep(0.05)  # one of three queued: under a share of (6 + 3) / 3 texts
+        returning += [batcher.submit(["b1"], [""]), batcher.submit(["b2"], [""])]
+        started = time.perf_counter()
+        await asyncio.gather(*returning)
+        waited = time.perf_counter() - started
+        release.set()
+        await running
+        await batcher.stop()
+        return waited
+
+    waited = asyncio.run(scenario())
+    assert calls[1:] == [["b0", "b1", "b2"]]  # the three as one batch, beside the running one
+    assert waited < 1.0  # answered once the share had come, not after --max-wait-ms
+
+
 def test_a_batch_runs_as_calls_of_similar_lengths():
     from sft.serve.batcher import length_groups
 
@@ -384,7 +441,7 @@ def test_sft_serve_answers_concurrent_clients_refuses_bad_ones_and_stops_on_sigt
     texts = [e.text for e in read_jsonl(project / "data" / "test.jsonl")] + ["hello", "my card is lost", "¿qué?"]
     expected = [json.loads(line) for line in run(
         "predict", "--run-dir", project / "run", "--json", *sum((["--text", t] for t in texts), [])).stdout.splitlines()]
-    process, port, log = start_server("--run-dir", project / "run", "--max-texts", 4)
+    process, port, log = start_server("--run-dir", project / "run", "--max-texts", 4, "--batch-threads", 2)
     try:
         deadline = time.monotonic() + 120
         while call(port, "GET", "/readyz")[0] != 200:

@@ -50,6 +50,7 @@ class ServeOptions:
     version: str = "1"
     max_batch: int = 64
     max_wait_ms: float = 5.0
+    batch_threads: int = 1
     limits: Limits = field(default_factory=Limits)
 
 
@@ -67,7 +68,8 @@ class _Server:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
-        self.batcher = MicroBatcher(self.options.max_batch, self.options.max_wait_ms / 1000, self.metrics.observe_batch)
+        self.batcher = MicroBatcher(self.options.max_batch, self.options.max_wait_ms / 1000,
+                                    self.options.batch_threads, self.metrics.observe_batch)
         self.batcher.start()
         threading.Thread(target=self._load, args=(asyncio.get_running_loop(),), name="sft-load", daemon=True).start()
         try:
@@ -164,7 +166,7 @@ class _Server:
         else:
             try:
                 outputs = {k: v.tolist() for k, v in
-                           (await self.batcher.run_exclusive(model.run_signature, asked.signature, asked.columns)).items()}
+                           (await self.batcher.run_alone(model.run_signature, asked.signature, asked.columns)).items()}
             except ValueError as e:
                 raise BadRequest(f"the model refused the inputs: {e}") from None
             outputs["label"] = [value.decode("utf-8") for value in outputs["label"]]

@@ -1,12 +1,24 @@
 """Micro-batching: requests that arrive together run through the model as one batch.
 
-One model call at a time, on one thread beside the event loop. While it runs,
-new requests queue; when it returns, the queued requests (up to `max_batch`
-texts) form the next batch. A batch waits at most `max_wait` seconds for more,
-and only while other requests are still being read: a lone request is not kept
-waiting for company that is not coming. A batch of mixed lengths runs as a few
-calls of similar lengths (`length_groups`): padding a batch to its longest text
-cost more than half the model's time on Banking77.
+Batches run on `threads` model threads beside the event loop, a batch a thread.
+While every thread is busy, new requests queue; when one is free, the queued
+requests (up to `max_batch` texts) form its next batch. A batch waits at most
+`max_wait` seconds for company, and only while it is likely to come:
+
+- while other requests are still being read, so that a lone request is not kept
+  waiting for company that is not coming;
+- while another thread runs a batch and the queue holds less than this thread's
+  share of the texts in the server (`_share`). Clients that each wait for their
+  answer come back together, as their batch did; a free thread that took the
+  first to return would run a batch of two or three while the rest queued for the
+  next, and the split, once made, lasts.
+
+Why several threads: a server's batches are small, and a small batch keeps two
+cores busy badly when each of its matrix products is split between them; two
+batches at once, a core each, run more texts a second (docs/experiments.md,
+2026-12-06). A batch of mixed lengths runs as a few calls of similar lengths
+(`length_groups`): padding a batch to its longest text cost more than half the
+model's time on Banking77.
 """
 
 from __future__ import annotations
@@ -33,25 +45,29 @@ class _Request:
 
 
 class MicroBatcher:
-    def __init__(self, max_batch: int, max_wait: float,
+    def __init__(self, max_batch: int, max_wait: float, threads: int = 1,
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None):
-        self.max_batch, self.max_wait, self.on_batch = max_batch, max_wait, on_batch
+        self.max_batch, self.max_wait, self.threads, self.on_batch = max_batch, max_wait, threads, on_batch
         self.model: Model | None = None  # set once loaded; until then nothing is submitted
         self._pending: deque[_Request] = deque()
         self._wakeup = asyncio.Event()
         self._arriving = 0
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="sft-model")
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="sft-model")
+        self._free = asyncio.Semaphore(threads)  # model threads without a batch
+        self._running: set[asyncio.Task] = set()
+        self._queued_texts = self._running_texts = 0
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def stop(self) -> None:
-        """After the server has answered what was in flight: end the loop and the model thread."""
+        """After the server has answered what was in flight: end the loop and the model threads."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await asyncio.gather(*self._running, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     @contextlib.contextmanager
@@ -68,21 +84,28 @@ class MicroBatcher:
         """The future of `[len(texts), classes]` probabilities."""
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Request(texts, contexts, future))
+        self._queued_texts += len(texts)
         self._wakeup.set()
         return future
 
-    async def run_exclusive(self, fn, *args):
-        """`fn(*args)` on the model thread, between batches (for what is not batched)."""
+    async def run_alone(self, fn, *args):
+        """`fn(*args)` on a model thread of its own, when one is free (for what is not batched)."""
+        async with self._free:
+            return await self._on_model_thread(fn, *args)
+
+    async def _on_model_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             while not self._pending:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            batch, size = [], 0
+                await self._woken()
+            await self._free.acquire()  # while every thread is busy, the queue grows into the next batch
             deadline = loop.time() + self.max_wait
+            while self._running_texts and self._queued_texts < self._share() and loop.time() < deadline:
+                await self._woken(deadline)
+            batch, size = [], 0
             while size < self.max_batch:
                 if self._pending:
                     if batch and size + len(self._pending[0].texts) > self.max_batch:
@@ -90,26 +113,45 @@ class MicroBatcher:
                     request = self._pending.popleft()
                     batch.append(request)
                     size += len(request.texts)
+                    self._queued_texts -= len(request.texts)
                     continue
-                remaining = deadline - loop.time()
-                if not self._arriving or remaining <= 0:
+                if not self._arriving or loop.time() >= deadline:
                     break
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
-            await self._run(batch)
+                await self._woken(deadline)
+            self._running_texts += size
+            task = loop.create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _woken(self, deadline: float | None = None) -> None:
+        """Until a request is queued or has been read, or a batch is answered (or the deadline)."""
+        self._wakeup.clear()
+        timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+
+    def _share(self) -> int:
+        """A thread's share of the texts in the server, queued or running: split among the threads
+        and one batch more, the next, queued while the threads run theirs (with only as many
+        batches as threads, a thread that has just answered its batch waits, idle, for its
+        clients to come back)."""
+        return min(self.max_batch, -(-(self._queued_texts + self._running_texts) // (self.threads + 1)))
 
     async def _run(self, batch: list[_Request]) -> None:
         texts = [t for r in batch for t in r.texts]
         contexts = [c for r in batch for c in r.contexts]
         started = time.perf_counter()
         try:
-            probabilities = await self.run_exclusive(self._call, texts, contexts)
+            probabilities = await self._on_model_thread(self._call, texts, contexts)
         except Exception as e:  # the model failed: every request of the batch hears of it
             for request in batch:
                 if not request.future.done():
                     request.future.set_exception(e)
             return
+        finally:
+            self._running_texts -= len(texts)
+            self._free.release()
+            self._wakeup.set()
         self.on_batch(len(texts), time.perf_counter() - started)
         start = 0
         for request in batch:
