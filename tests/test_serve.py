@@ -254,6 +254,12 @@ def test_health_readiness_and_metrics(project):
     assert "sft_batch_size_sum 2.0" in metrics and "sft_model_ready 1.0" in metrics
 
 
+def test_once_ready_what_loading_made_is_out_of_the_collectors_sight(client):
+    import gc
+
+    assert gc.get_freeze_count() > 100_000  # TensorFlow and the model: not scanned by every full collection
+
+
 def test_a_model_that_fails_to_load_is_reported_not_served(tmp_path):
     from starlette.testclient import TestClient
 
