@@ -340,8 +340,8 @@ def serve(run_dir, export_dir, which, model_name, host, port, max_batch, max_wai
           max_body_bytes, batch_threads, engine, threads, spin):
     """Answer a chatbot's requests over HTTP: POST /v1/classify, TF Serving's REST API, /healthz, /readyz, /metrics.
 
-    Requests that arrive together run as one batch. SIGTERM or SIGINT: stop accepting, answer what is in flight,
-    exit 0. With --export, the export's format picks the engine (an ONNX export runs without TensorFlow).
+    Requests that arrive together run as one batch, batches a core each. SIGTERM or SIGINT: stop accepting, answer
+    what is in flight, exit 0. With --export, the export's format picks the engine (an ONNX export runs without TensorFlow).
     Needs the serve extra: pip install 'sft[serve]'.
     """
     import re
