@@ -23,8 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 BATCHES = (8, 16, 32)
 
@@ -59,12 +58,12 @@ def main() -> None:
 
 
 def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -> dict:
+    from sftbench.serve import _test_texts
+
     from sft import startup
-    from sft.data.example import read_jsonl
-    from sft.data.prepared import PreparedDir
     from sft.exported import load_export
     from sft.rundir import RunDir
-    from sft.serve.batcher import MicroBatcher
+    from sft.serve.batcher import run_grouped
 
     startup.import_tensorflow()
     from sft import runtime
@@ -72,7 +71,7 @@ def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -
 
     runtime.set_threads(threads)
     run = RunDir.open(run_dir)
-    texts = [e.text for e in read_jsonl(PreparedDir(Path(run.run_info()["data_dir"])).split_file("test"))]
+    texts = _test_texts(run_dir)
     export = export_run(run, "best") if engine == "tf" else export_onnx_run(run, "best", engine == "onnx-int8")
     model = load_export(export, threads)
     model.warm_up(64)
@@ -100,11 +99,10 @@ def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -
             best = max(best, len(texts) / (time.perf_counter() - started))
         return best
 
-    batcher = MicroBatcher(64, 0)
-    batcher.model = model.probabilities
     shuffled = random.Random(0).sample(texts, len(texts))
     result = {str(b): texts_per_s([shuffled[i : i + b] for i in range(0, len(texts), b)],
-                                  lambda batch: batcher._call(batch, [""] * len(batch))) for b in BATCHES}
+                                  lambda batch: run_grouped(model.probabilities, batch, [""] * len(batch), 64))
+              for b in BATCHES}
     by_length = sorted(texts, key=len)
     result["sorted"] = texts_per_s([by_length[i : i + 64] for i in range(0, len(texts), 64)],
                                    lambda batch: model.probabilities(batch))

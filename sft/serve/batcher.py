@@ -142,7 +142,7 @@ class MicroBatcher:
         contexts = [c for r in batch for c in r.contexts]
         started = time.perf_counter()
         try:
-            probabilities = await self._on_model_thread(self._call, texts, contexts)
+            probabilities = await self._on_model_thread(run_grouped, self.model, texts, contexts, self.max_batch)
         except Exception as e:  # the model failed: every request of the batch hears of it
             for request in batch:
                 if not request.future.done():
@@ -160,16 +160,6 @@ class MicroBatcher:
                 request.future.set_result(probabilities[start:end])
             start = end
 
-    def _call(self, texts: list[str], contexts: list[str]) -> np.ndarray:
-        lengths = [estimated_length(t, c) for t, c in zip(texts, contexts)]
-        result = None
-        for group in length_groups(lengths, self.max_batch):
-            probabilities = self.model([texts[i] for i in group], [contexts[i] for i in group])
-            if result is None:
-                result = np.empty((len(texts), probabilities.shape[-1]), probabilities.dtype)
-            result[group] = probabilities
-        return result
-
 
 # A model call costs about as much as this many padded word pieces more (MiniLM-L6, 2 cores:
 # 4-5 ms a call, 0.06 ms a word piece); `scripts/bench.py serve` measures what grouping buys.
@@ -179,6 +169,18 @@ CALL_COST = 64
 def estimated_length(text: str, context: str) -> int:
     """Word pieces the model will read, guessed from characters (about 4 a piece in English chat)."""
     return (len(text) + len(context)) // 4 + 3
+
+
+def run_grouped(model: Model, texts: list[str], contexts: list[str], max_batch: int) -> np.ndarray:
+    """`model` on a batch as calls of similar lengths (`length_groups`), the rows back in order."""
+    lengths = [estimated_length(t, c) for t, c in zip(texts, contexts)]
+    result = None
+    for group in length_groups(lengths, max_batch):
+        probabilities = model([texts[i] for i in group], [contexts[i] for i in group])
+        if result is None:
+            result = np.empty((len(texts), probabilities.shape[-1]), probabilities.dtype)
+        result[group] = probabilities
+    return result
 
 
 def length_groups(lengths: list[int], max_batch: int, call_cost: int = CALL_COST) -> list[list[int]]:
