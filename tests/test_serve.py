@@ -343,7 +343,7 @@ def test_two_model_threads_run_two_batches_at_once():
     assert [a.shape for a in asyncio.run(scenario())] == [(1, 2), (1, 2)]
 
 
-def test_while_a_batch_runs_a_free_thread_waits_for_its_share_of_the_requests():
+def test_while_a_batch_runs_a_free_thread_waits_for_half_its_share_of_the_requests():
     # Clients that each wait for their answer come back together; a thread that took the first
     # to return would split them into a small batch and a large one for good.
     from sft.serve.batcher import MicroBatcher
@@ -360,11 +360,11 @@ def test_while_a_batch_runs_a_free_thread_waits_for_its_share_of_the_requests():
         batcher = MicroBatcher(max_batch=64, max_wait=5.0, threads=2)
         batcher.model = model
         batcher.start()
-        running = batcher.submit(["a"] * 6, [""] * 6)
+        running = batcher.submit(["a"] * 12, [""] * 12)
         await asyncio.sleep(0.05)
         returning = [batcher.submit(["b0"], [""])]
-        await asyncio.sleep(0.05)  # one of three queued: under a share of (6 + 3) / 3 texts
-        returning += [batcher.submit(["b1"], [""]), batcher.submit(["b2"], [""])]
+        await asyncio.sleep(0.05)  # one queued: under half a share of (12 + 1) / 3 texts
+        returning += [batcher.submit(["b1"], [""]), batcher.submit(["b2"], [""])]  # three: half of (12 + 3) / 3
         started = time.perf_counter()
         await asyncio.gather(*returning)
         waited = time.perf_counter() - started
@@ -375,7 +375,7 @@ def test_while_a_batch_runs_a_free_thread_waits_for_its_share_of_the_requests():
 
     waited = asyncio.run(scenario())
     assert calls[1:] == [["b0", "b1", "b2"]]  # the three as one batch, beside the running one
-    assert waited < 1.0  # answered once the share had come, not after --max-wait-ms
+    assert waited < 1.0  # answered once half the share had come, not after --max-wait-ms
 
 
 def test_a_batch_runs_as_calls_of_similar_lengths():
