@@ -378,6 +378,40 @@ def test_while_a_batch_runs_a_free_thread_waits_for_half_its_share_of_the_reques
     assert waited < 1.0  # answered once half the share had come, not after --max-wait-ms
 
 
+def test_a_free_thread_takes_its_share_of_the_queue_and_leaves_the_rest_queued():
+    # A thread that took every queued client would sit idle while they all came back; with a
+    # share a batch stays queued for whichever thread is free next.
+    from sft.serve.batcher import MicroBatcher
+
+    released = {"x": threading.Event(), "y": threading.Event()}
+    calls = []
+
+    def model(texts, contexts):
+        calls.append(list(texts))
+        if texts[0] in released:
+            released[texts[0]].wait(10)
+        return np.ones((len(texts), 2), np.float32)
+
+    async def scenario():
+        batcher = MicroBatcher(max_batch=64, max_wait=0, threads=2)
+        batcher.model = model
+        batcher.start()
+        x = batcher.submit(["x"], [""])
+        await asyncio.sleep(0.05)
+        y = batcher.submit(["y"], [""])
+        await asyncio.sleep(0.05)  # both threads busy: the next nine queue
+        queued = [batcher.submit([f"b{i}"], [""]) for i in range(9)]
+        released["y"].set()  # one thread is free: its share is (9 queued + 1 running) / 3
+        await asyncio.gather(y, *queued)
+        released["x"].set()
+        await x
+        await batcher.stop()
+
+    asyncio.run(scenario())
+    assert calls[2] == ["b0", "b1", "b2", "b3"]
+    assert sorted(t for call in calls[3:] for t in call) == [f"b{i}" for i in range(4, 9)]
+
+
 def test_a_batch_runs_as_calls_of_similar_lengths():
     from sft.serve.batcher import length_groups
 

@@ -1,19 +1,28 @@
 """Micro-batching: requests that arrive together run through the model as one batch.
 
 Batches run on `threads` model threads beside the event loop, a batch a thread.
-While every thread is busy, new requests queue; when one is free, the queued
-requests (up to `max_batch` texts) form its next batch. A batch waits at most
-`max_wait` seconds for company, and only while it is likely to come:
+The event loop queues each request. A model thread that is free takes its next
+batch from the queue itself, runs it, hands the answers to the event loop and
+goes on to the next: it does not wait for the event loop, which under load is
+busy writing the answers of the batch before.
+
+A thread takes its share of the texts in the server (`_share`: those queued and
+running, split among the threads and one batch more), no more, so that while
+the threads run their batches a third is queued for whichever is free first:
+clients that each wait for their answer come back together, as their batch did,
+and a thread that took all of them ran, then sat idle while they came back
+(busy 1.5 of 2 threads at concurrency 32 on onnx-int8; 2.0 with shares).
+
+A batch waits at most `max_wait` seconds for company, and only while it is
+likely to come:
 
 - while other requests are still being read, so that a lone request is not kept
   waiting for company that is not coming;
 - while another thread runs a batch and the queue holds less than half this
-  thread's share of the texts in the server (`_share`). Clients that each wait
-  for their answer come back together, as their batch did; a free thread that took
-  the first to return would run a batch of two or three while the rest queued for
-  the next, and the split, once made, lasts. Half, not all of it: a thread that
-  waited for the last of its share sat idle while they came back (at concurrency
-  32, its busy time rose from 1.5 to 1.7 threads of 2 with half, on onnx-int8).
+  thread's share: a free thread that took the first client to return would run a
+  batch of two or three while the rest queued for the next, and the split, once
+  made, lasts. Half, since a thread that waited for all of its share sat idle
+  while the last of it came back.
 
 Why several threads: a server's batches are small, and a small batch keeps two
 cores busy badly when each of its matrix products is split between them; two
@@ -27,10 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,91 +55,142 @@ class _Request:
     future: asyncio.Future
 
 
+@dataclass
+class _Job:  # run_alone's: not batched
+    fn: Callable
+    args: tuple
+    future: asyncio.Future
+
+
 class MicroBatcher:
     def __init__(self, max_batch: int, max_wait: float, threads: int = 1,
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None):
         self.max_batch, self.max_wait, self.threads, self.on_batch = max_batch, max_wait, threads, on_batch
         self.model: Model | None = None  # set once loaded; until then nothing is submitted
+        # Guards everything below; model threads wait on it for work, and for company.
+        self._changed = threading.Condition()
         self._pending: deque[_Request] = deque()
-        self._wakeup = asyncio.Event()
-        self._arriving = 0
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="sft-model")
-        self._free = asyncio.Semaphore(threads)  # model threads without a batch
-        self._running: set[asyncio.Task] = set()
-        self._queued_texts = self._running_texts = 0
-        self._task: asyncio.Task | None = None
+        self._jobs: deque[_Job] = deque()
+        self._queued_texts = self._running_texts = self._arriving = 0
+        self._forming = self._stopping = False  # one thread at a time forms a batch
+        self._threads = [threading.Thread(target=self._work, name=f"sft-model-{i}", daemon=True)
+                         for i in range(threads)]
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._loop = asyncio.get_running_loop()
+        for thread in self._threads:
+            thread.start()
 
     async def stop(self) -> None:
-        """After the server has answered what was in flight: end the loop and the model threads."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await asyncio.gather(*self._running, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        """After the server has answered what was in flight: the model threads finish and end."""
+        with self._changed:
+            self._stopping = True
+            self._changed.notify_all()
+        await asyncio.to_thread(lambda: [thread.join() for thread in self._threads if thread.is_alive()])
 
     @contextlib.contextmanager
     def arrival(self):
         """Around reading and checking a request: a batch being formed waits for it."""
-        self._arriving += 1
+        with self._changed:
+            self._arriving += 1
         try:
             yield
         finally:
-            self._arriving -= 1
-            self._wakeup.set()
+            with self._changed:
+                self._arriving -= 1
+                self._changed.notify_all()
 
     def submit(self, texts: list[str], contexts: list[str]) -> asyncio.Future:
         """The future of `[len(texts), classes]` probabilities."""
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Request(texts, contexts, future))
-        self._queued_texts += len(texts)
-        self._wakeup.set()
+        future = self._loop.create_future()
+        with self._changed:
+            self._pending.append(_Request(texts, contexts, future))
+            self._queued_texts += len(texts)
+            self._changed.notify_all()
         return future
 
     async def run_alone(self, fn, *args):
         """`fn(*args)` on a model thread of its own, when one is free (for what is not batched)."""
-        async with self._free:
-            return await self._on_model_thread(fn, *args)
+        future = self._loop.create_future()
+        with self._changed:
+            self._jobs.append(_Job(fn, args, future))
+            self._changed.notify_all()
+        return await future
 
-    async def _on_model_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    # --- on the model threads -------------------------------------------------
 
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._pending:
-                await self._woken()
-            await self._free.acquire()  # while every thread is busy, the queue grows into the next batch
-            deadline = loop.time() + self.max_wait
-            while self._running_texts and 2 * self._queued_texts < self._share() and loop.time() < deadline:
-                await self._woken(deadline)
-            batch, size = [], 0
-            while size < self.max_batch:
-                if self._pending:
-                    if batch and size + len(self._pending[0].texts) > self.max_batch:
-                        break  # it starts the next batch
-                    request = self._pending.popleft()
-                    batch.append(request)
-                    size += len(request.texts)
-                    self._queued_texts -= len(request.texts)
-                    continue
-                if not self._arriving or loop.time() >= deadline:
-                    break
-                await self._woken(deadline)
-            self._running_texts += size
-            task = loop.create_task(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    def _work(self) -> None:
+        while (work := self._next()) is not None:
+            if isinstance(work, _Job):
+                try:
+                    self._answer([(work.future, work.fn(*work.args))])
+                except Exception as e:
+                    self._answer([(work.future, e)])
+            else:
+                self._run(work)
 
-    async def _woken(self, deadline: float | None = None) -> None:
-        """Until a request is queued or has been read, or a batch is answered (or the deadline)."""
-        self._wakeup.clear()
-        timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
+    def _run(self, batch: list[_Request]) -> None:
+        texts = [t for r in batch for t in r.texts]
+        contexts = [c for r in batch for c in r.contexts]
+        started = time.perf_counter()
+        try:
+            probabilities = run_grouped(self.model, texts, contexts, self.max_batch)
+        except Exception as e:  # the model failed: every request of the batch hears of it
+            self._answer([(request.future, e) for request in batch])
+            return
+        finally:
+            with self._changed:
+                self._running_texts -= len(texts)
+                self._changed.notify_all()
+        self.on_batch(len(texts), time.perf_counter() - started)
+        ends = np.cumsum([len(request.texts) for request in batch])
+        self._answer([(request.future, probabilities[end - len(request.texts) : end])
+                      for request, end in zip(batch, ends)])
+
+    def _next(self) -> list[_Request] | _Job | None:
+        """This thread's next batch (or job), once it is worth running; None once stopping."""
+        with self._changed:
+            while self._forming or not (self._pending or self._jobs or self._stopping):
+                self._changed.wait()
+            if self._jobs:
+                return self._jobs.popleft()
+            if not self._pending:
+                return None  # stopping, and nothing left
+            self._forming = True
+            try:
+                return self._form_batch()
+            finally:
+                self._forming = False
+                self._changed.notify_all()
+
+    def _form_batch(self) -> list[_Request]:
+        """With the lock held (waiting releases it): the first of the queue, up to this thread's share."""
+        deadline = time.monotonic() + self.max_wait
+        while self._running_texts and 2 * self._queued_texts < self._share() and self._wait_until(deadline):
+            pass
+        batch, size, limit = [], 0, self._share()
+        while size < limit:
+            if self._pending:
+                if batch and size + len(self._pending[0].texts) > limit:
+                    break  # it starts the next batch
+                request = self._pending.popleft()
+                batch.append(request)
+                size += len(request.texts)
+                self._queued_texts -= len(request.texts)
+                continue
+            if not self._arriving or not self._wait_until(deadline):
+                break
+        self._running_texts += size
+        return batch
+
+    def _wait_until(self, deadline: float) -> bool:
+        """Until something changes (a request queued or read, a batch answered); False past the deadline."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        self._changed.wait(left)
+        return True
 
     def _share(self) -> int:
         """A thread's share of the texts in the server, queued or running: split among the threads
@@ -139,28 +199,18 @@ class MicroBatcher:
         clients to come back)."""
         return min(self.max_batch, -(-(self._queued_texts + self._running_texts) // (self.threads + 1)))
 
-    async def _run(self, batch: list[_Request]) -> None:
-        texts = [t for r in batch for t in r.texts]
-        contexts = [c for r in batch for c in r.contexts]
-        started = time.perf_counter()
-        try:
-            probabilities = await self._on_model_thread(run_grouped, self.model, texts, contexts, self.max_batch)
-        except Exception as e:  # the model failed: every request of the batch hears of it
-            for request in batch:
-                if not request.future.done():
-                    request.future.set_exception(e)
-            return
-        finally:
-            self._running_texts -= len(texts)
-            self._free.release()
-            self._wakeup.set()
-        self.on_batch(len(texts), time.perf_counter() - started)
-        start = 0
-        for request in batch:
-            end = start + len(request.texts)
-            if not request.future.done():  # done: the client went away
-                request.future.set_result(probabilities[start:end])
-            start = end
+    def _answer(self, results: list[tuple[asyncio.Future, object]]) -> None:
+        """Hand results (or exceptions) to the event loop, one call a batch."""
+        def settle():
+            for future, result in results:
+                if future.done():  # the client went away
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+        self._loop.call_soon_threadsafe(settle)
 
 
 # A model call costs about as much as this many padded word pieces more (MiniLM-L6, 2 cores:
