@@ -287,13 +287,20 @@ class CountingModel:
         return np.array([[len(t), 1.0] for t in texts], np.float32)
 
 
-def test_requests_arriving_together_share_a_batch_and_get_their_own_answers():
+def started_batcher(model, **options):
+    """A MicroBatcher running `model` (inside the event loop)."""
     from sft.serve.batcher import MicroBatcher
 
+    batcher = MicroBatcher(**options)
+    batcher.model = model
+    batcher.start()
+    return batcher
+
+
+def test_requests_arriving_together_share_a_batch_and_get_their_own_answers():
     async def scenario():
-        batcher = MicroBatcher(max_batch=8, max_wait=0.05)
-        batcher.model = model = CountingModel()
-        batcher.start()
+        model = CountingModel()
+        batcher = started_batcher(model, max_batch=8, max_wait=0.05)
         futures = [batcher.submit(["x" * n], [""]) for n in range(1, 21)]
         answers = await asyncio.gather(*futures)
         await batcher.stop()
@@ -306,12 +313,8 @@ def test_requests_arriving_together_share_a_batch_and_get_their_own_answers():
 
 
 def test_a_lone_request_does_not_wait_for_company():
-    from sft.serve.batcher import MicroBatcher
-
     async def scenario():
-        batcher = MicroBatcher(max_batch=64, max_wait=5.0)
-        batcher.model = CountingModel(seconds=0)
-        batcher.start()
+        batcher = started_batcher(CountingModel(seconds=0), max_batch=64, max_wait=5.0)
         started = time.perf_counter()
         await batcher.submit(["hello"], [""])
         waited = time.perf_counter() - started
@@ -322,8 +325,6 @@ def test_a_lone_request_does_not_wait_for_company():
 
 
 def test_two_model_threads_run_two_batches_at_once():
-    from sft.serve.batcher import MicroBatcher
-
     both_running = threading.Barrier(2, timeout=10)  # one thread alone would wait here, and break it
 
     def model(texts, contexts):
@@ -331,9 +332,7 @@ def test_two_model_threads_run_two_batches_at_once():
         return np.ones((len(texts), 2), np.float32)
 
     async def scenario():
-        batcher = MicroBatcher(max_batch=8, max_wait=0, threads=2)
-        batcher.model = model
-        batcher.start()
+        batcher = started_batcher(model, max_batch=8, max_wait=0, threads=2)
         first = batcher.submit(["a"], [""])
         await asyncio.sleep(0.05)  # the first batch is running
         answers = await asyncio.gather(first, batcher.submit(["b"], [""]))
@@ -346,8 +345,6 @@ def test_two_model_threads_run_two_batches_at_once():
 def test_while_a_batch_runs_a_free_thread_waits_for_half_its_share_of_the_requests():
     # Clients that each wait for their answer come back together; a thread that took the first
     # to return would split them into a small batch and a large one for good.
-    from sft.serve.batcher import MicroBatcher
-
     release, calls = threading.Event(), []
 
     def model(texts, contexts):
@@ -357,9 +354,7 @@ def test_while_a_batch_runs_a_free_thread_waits_for_half_its_share_of_the_reques
         return np.ones((len(texts), 2), np.float32)
 
     async def scenario():
-        batcher = MicroBatcher(max_batch=64, max_wait=5.0, threads=2)
-        batcher.model = model
-        batcher.start()
+        batcher = started_batcher(model, max_batch=64, max_wait=5.0, threads=2)
         running = batcher.submit(["a"] * 12, [""] * 12)
         await asyncio.sleep(0.05)
         returning = [batcher.submit(["b0"], [""])]
@@ -381,8 +376,6 @@ def test_while_a_batch_runs_a_free_thread_waits_for_half_its_share_of_the_reques
 def test_a_free_thread_takes_its_share_of_the_queue_and_leaves_the_rest_queued():
     # A thread that took every queued client would sit idle while they all came back; with a
     # share a batch stays queued for whichever thread is free next.
-    from sft.serve.batcher import MicroBatcher
-
     released = {"x": threading.Event(), "y": threading.Event()}
     calls = []
 
@@ -393,9 +386,7 @@ def test_a_free_thread_takes_its_share_of_the_queue_and_leaves_the_rest_queued()
         return np.ones((len(texts), 2), np.float32)
 
     async def scenario():
-        batcher = MicroBatcher(max_batch=64, max_wait=0, threads=2)
-        batcher.model = model
-        batcher.start()
+        batcher = started_batcher(model, max_batch=64, max_wait=0, threads=2)
         x = batcher.submit(["x"], [""])
         await asyncio.sleep(0.05)
         y = batcher.submit(["y"], [""])
@@ -424,8 +415,6 @@ def test_a_batch_runs_as_calls_of_similar_lengths():
 
 
 def test_a_failing_model_fails_its_batch_and_the_next_batch_is_answered():
-    from sft.serve.batcher import MicroBatcher
-
     class Flaky:
         calls = 0
 
@@ -436,9 +425,7 @@ def test_a_failing_model_fails_its_batch_and_the_next_batch_is_answered():
             return np.ones((len(texts), 2), np.float32)
 
     async def scenario():
-        batcher = MicroBatcher(max_batch=8, max_wait=0)
-        batcher.model = Flaky()
-        batcher.start()
+        batcher = started_batcher(Flaky(), max_batch=8, max_wait=0)
         with pytest.raises(RuntimeError):
             await batcher.submit(["a"], [""])
         answer = await batcher.submit(["b"], [""])
