@@ -144,9 +144,12 @@ class MicroBatcher:
                 self._running_texts -= len(texts)
                 self._changed.notify_all()
         self.on_batch(len(texts), time.perf_counter() - started)
-        ends = np.cumsum([len(request.texts) for request in batch])
-        self._answer([(request.future, probabilities[end - len(request.texts) : end])
-                      for request, end in zip(batch, ends)])
+        results, start = [], 0
+        for request in batch:
+            end = start + len(request.texts)
+            results.append((request.future, probabilities[start:end]))
+            start = end
+        self._answer(results)
 
     def _next(self) -> list[_Request] | _Job | None:
         """This thread's next batch (or job), once it is worth running; None once stopping."""
