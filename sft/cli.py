@@ -5,7 +5,6 @@ TensorFlow is imported inside the commands that need it, so `sft --help` stays f
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import logging
@@ -165,18 +164,21 @@ def audit(config_path, overrides, data_dir, out, overwrite, as_json):
         click.echo(format_summary(summary))
 
 
-def engine_options(command=None, threads_help="ONNX Runtime: threads a call (0: one a core)."):
+def engine_options(threads_help: str = "ONNX Runtime: threads a call (0: one a core)."):
     """--engine, --threads, --spin: which inference engine answers, and how ONNX Runtime's threads run."""
-    if command is None:
-        return functools.partial(engine_options, threads_help=threads_help)
-    command = click.option("--spin", is_flag=True,
-                           help="ONNX Runtime: let idle threads spin-wait (a little faster alone; "
-                                "hurts a shared machine).")(command)
-    command = click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
-                           help=threads_help)(command)
-    return click.option("--engine", default="tf", show_default=True, type=click.Choice(["tf", "onnx", "onnx-int8"]),
-                        help="tf: TensorFlow; onnx, onnx-int8: ONNX Runtime, float32 or int8, the run "
-                             "exported once into RUN/export/ (needs the onnx extra).")(command)
+
+    def add(command):
+        command = click.option("--spin", is_flag=True,
+                               help="ONNX Runtime: let idle threads spin-wait (a little faster alone; "
+                                    "hurts a shared machine).")(command)
+        command = click.option("--threads", default=0, show_default=True, type=click.IntRange(0),
+                               help=threads_help)(command)
+        return click.option("--engine", default="tf", show_default=True,
+                            type=click.Choice(["tf", "onnx", "onnx-int8"]),
+                            help="tf: TensorFlow; onnx, onnx-int8: ONNX Runtime, float32 or int8, the run "
+                                 "exported once into RUN/export/ (needs the onnx extra).")(command)
+
+    return add
 
 
 def check_engine(engine: str, converts: bool = True) -> None:
@@ -204,7 +206,7 @@ def check_engine(engine: str, converts: bool = True) -> None:
 @click.option("--report", is_flag=True, help="Also write report_<split>/index.html (and index.md with pictures) into the run directory.")
 @click.option("--exclude-label", "exclude", multiple=True,
               help="Also average without this class (repeatable) [default: the run's metrics.exclude_labels].")
-@engine_options
+@engine_options()
 def evaluate(run_dirs, split, data_file, which, as_json, report, exclude, engine, threads, spin):
     """Accuracy, precision, recall, F1, confusion matrix and calibration of trained runs.
 
@@ -236,7 +238,7 @@ def evaluate(run_dirs, split, data_file, which, as_json, report, exclude, engine
 @click.option("--top-k", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--model", "which", default="best", show_default=True, type=click.Choice(["best", "last"]))
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines on stdout: one object an input, in input order.")
-@engine_options
+@engine_options()
 def predict(run_dir, texts, input_file, top_k, which, as_json, engine, threads, spin):
     """Label and probability for each input text, in batches.
 
