@@ -5,9 +5,9 @@
 For each split of the cores (one call on all of them; a call a core), the run's test
 texts as the server would run them, in process, without HTTP: shuffled (seeded) into
 batches of 8, 16 and 32 as requests arrive, each batch cut into calls of similar lengths
-by `sft.serve.batcher.length_groups`, and the calls of as many batches at once as there
-are model threads; beside them, all the texts sorted by length into batches of 64, as
-`sft predict` runs them. Texts/s, the best of `--rounds`. Each split runs in a process of
+by `sft.serve.batcher.length_groups` (a call priced as the server measures it), and the
+calls of as many batches at once as there are model threads; beside them, all the texts
+sorted by length into batches of 64, as `sft predict` runs them. Texts/s, the best of `--rounds`. Each split runs in a process of
 its own, since TensorFlow's thread pools are set once a process (the export served is
 the run's, exported as `sft serve` would).
 """
@@ -63,7 +63,7 @@ def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -
     from sft import startup
     from sft.exported import load_export
     from sft.rundir import RunDir
-    from sft.serve.batcher import run_grouped
+    from sft.serve.batcher import measure_call_cost, run_grouped
 
     startup.import_tensorflow()
     from sft import runtime
@@ -75,6 +75,7 @@ def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -
     export = export_run(run, "best") if engine == "tf" else export_onnx_run(run, "best", engine == "onnx-int8")
     model = load_export(export, threads)
     model.warm_up(64)
+    call_cost = measure_call_cost(model.probabilities)
 
     def texts_per_s(batches: list[list[str]], split) -> float:
         lock = threading.Lock()
@@ -101,7 +102,7 @@ def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -
 
     shuffled = random.Random(0).sample(texts, len(texts))
     result = {str(b): texts_per_s([shuffled[i : i + b] for i in range(0, len(texts), b)],
-                                  lambda batch: run_grouped(model.probabilities, batch, [""] * len(batch), 64))
+                                  lambda batch: run_grouped(model.probabilities, batch, [""] * len(batch), 64, call_cost))
               for b in BATCHES}
     by_length = sorted(texts, key=len)
     result["sorted"] = texts_per_s([by_length[i : i + 64] for i in range(0, len(texts), 64)],

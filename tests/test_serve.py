@@ -414,6 +414,23 @@ def test_a_batch_runs_as_calls_of_similar_lengths():
     assert length_groups([3, 4, 5], max_batch=64, call_cost=1000) == [[0, 1, 2]]  # calls dear: one
 
 
+def test_the_price_of_a_call_is_measured_on_the_model_in_word_pieces():
+    from sft.serve.batcher import CALL_COST, estimated_length, measure_call_cost
+
+    def cost(call_ms, piece_ms):  # of a model whose calls advance a clock as a real one's take time
+        now = [0.0]
+
+        def model(texts, contexts):
+            now[0] += call_ms + piece_ms * sum(estimated_length(t, c) for t, c in zip(texts, contexts))
+            return np.ones((len(texts), 2), np.float32)
+
+        return measure_call_cost(model, clock=lambda: now[0])
+
+    assert cost(call_ms=2.0, piece_ms=0.1) == 20  # TensorFlow-like: its op dispatch is dear
+    assert cost(call_ms=0.0, piece_ms=0.05) == 0  # int8-like: padding is all a call costs
+    assert cost(call_ms=1.0, piece_ms=0.0) == CALL_COST  # no difference to time: the default price
+
+
 def test_a_failing_model_fails_its_batch_and_the_next_batch_is_answered():
     class Flaky:
         calls = 0

@@ -34,7 +34,7 @@ from sft.errors import one_line
 from sft.exported import ExportedModel
 from sft.fallback import Fallback
 from sft.predict import answers
-from sft.serve.batcher import MicroBatcher
+from sft.serve.batcher import MicroBatcher, measure_call_cost
 from sft.serve.metrics import CONTENT_TYPE, ServerMetrics
 from sft.serve.schema import BadRequest, Limits, parse_classify, parse_predict, read_json
 
@@ -83,6 +83,7 @@ class _Server:
             started = time.perf_counter()
             model = self.load()
             model.warm_up(self.options.max_batch)
+            call_cost = measure_call_cost(model.probabilities)
             # TensorFlow, the model and what loading them made live as long as the server: out of
             # the collector's sight, a full collection takes 2-4 ms, not the 200-270 ms that each
             # one, every few seconds under load, stopped the event loop for.
@@ -91,14 +92,14 @@ class _Server:
         except Exception as e:  # a bad export, a damaged run: the server says why and stops
             loop.call_soon_threadsafe(self._failed, e)
             return
-        loop.call_soon_threadsafe(self._ready, model, time.perf_counter() - started)
+        loop.call_soon_threadsafe(self._ready, model, call_cost, time.perf_counter() - started)
 
-    def _ready(self, model: ExportedModel, seconds: float) -> None:
+    def _ready(self, model: ExportedModel, call_cost: int, seconds: float) -> None:
         self.model = model
-        self.batcher.model = model.probabilities
+        self.batcher.model, self.batcher.call_cost = model.probabilities, call_cost
         self.metrics.ready.set(1)
-        log.info("model '%s' ready (%s, %d classes) in %.1f s", self.options.model_name, model.path,
-                 len(model.labels), seconds)
+        log.info("model '%s' ready (%s, %d classes) in %.1f s; a call costs as much as %d word pieces",
+                 self.options.model_name, model.path, len(model.labels), seconds, call_cost)
 
     def _failed(self, error: Exception) -> None:
         self.failure, self.error = error, one_line(str(error)) or type(error).__name__

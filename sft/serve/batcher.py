@@ -29,7 +29,10 @@ cores busy badly when each of its matrix products is split between them; two
 batches of 16 at once, a core each, ran 1.2-1.7x the texts of one on both cores
 (`scripts/batch_threads.py`, docs/serving.md). A batch of mixed lengths runs as a
 few calls of similar lengths (`length_groups`): padding a batch to its longest
-text cost more than half the model's time on Banking77.
+text cost more than half the model's time on Banking77. What a call is worth in
+padding depends on the engine and the CPU (a TensorFlow call's fixed part is its
+graph's op dispatch; ONNX Runtime's int8 has almost none), so the server times
+its model once at start (`measure_call_cost`).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class MicroBatcher:
                  on_batch: Callable[[int, float], None] = lambda size, seconds: None):
         self.max_batch, self.max_wait, self.threads, self.on_batch = max_batch, max_wait, threads, on_batch
         self.model: Model | None = None  # set once loaded; until then nothing is submitted
+        self.call_cost = CALL_COST  # a call's price in word pieces, once measured (measure_call_cost)
         # Guards everything below; model threads wait on it for work, and for company.
         self._changed = threading.Condition()
         self._pending: deque[_Request] = deque()
@@ -135,7 +139,7 @@ class MicroBatcher:
         contexts = [c for r in batch for c in r.contexts]
         started = time.perf_counter()
         try:
-            probabilities = run_grouped(self.model, texts, contexts, self.max_batch)
+            probabilities = run_grouped(self.model, texts, contexts, self.max_batch, self.call_cost)
         except Exception as e:  # the model failed: every request of the batch hears of it
             self._answer([(request.future, e) for request in batch])
             return
@@ -216,9 +220,9 @@ class MicroBatcher:
         self._loop.call_soon_threadsafe(settle)
 
 
-# A model call costs about as much as this many padded word pieces more (MiniLM-L6, 2 cores:
-# 4-5 ms a call, 0.06 ms a word piece); `scripts/bench.py serve` measures what grouping buys.
-CALL_COST = 64
+# A call's price in padded word pieces until the model's is measured (measure_call_cost): about
+# a TensorFlow call's on one core of a 2-core AMD EPYC.
+CALL_COST = 32
 
 
 def estimated_length(text: str, context: str) -> int:
@@ -226,11 +230,33 @@ def estimated_length(text: str, context: str) -> int:
     return (len(text) + len(context)) // 4 + 3
 
 
-def run_grouped(model: Model, texts: list[str], contexts: list[str], max_batch: int) -> np.ndarray:
+def measure_call_cost(model: Model, repeats: int = 5, clock: Callable[[], float] = time.perf_counter) -> int:
+    """What a call of `model` costs besides its texts, in padded word pieces (`estimated_length`'s):
+    a call of one chat-sized text timed against a call of eight, the median of `repeats` each."""
+    text = "please tell me how i can top up my card with a bank transfer"
+    pieces = estimated_length(text, "")
+
+    def median_time(size: int) -> float:
+        times = []
+        for _ in range(repeats):
+            started = clock()
+            model([text] * size, [""] * size)
+            times.append(clock() - started)
+        return sorted(times)[len(times) // 2]
+
+    one, eight = median_time(1), median_time(8)
+    if eight <= one:  # a clock too coarse, or a machine too busy, to tell
+        return CALL_COST
+    per_piece = (eight - one) / (7 * pieces)
+    return max(0, round(one / per_piece) - pieces)
+
+
+def run_grouped(model: Model, texts: list[str], contexts: list[str], max_batch: int,
+                call_cost: int = CALL_COST) -> np.ndarray:
     """`model` on a batch as calls of similar lengths (`length_groups`), the rows back in order."""
     lengths = [estimated_length(t, c) for t, c in zip(texts, contexts)]
     result = None
-    for group in length_groups(lengths, max_batch):
+    for group in length_groups(lengths, max_batch, call_cost):
         probabilities = model([texts[i] for i in group], [contexts[i] for i in group])
         if result is None:
             result = np.empty((len(texts), probabilities.shape[-1]), probabilities.dtype)
