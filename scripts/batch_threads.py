@@ -58,7 +58,7 @@ def main() -> None:
 
 
 def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -> dict:
-    from sftbench.serve import _test_texts
+    from sftbench.serve import texts_of_test_split
 
     from sft import startup
     from sft.exported import load_export
@@ -71,7 +71,7 @@ def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -
 
     runtime.set_threads(threads)
     run = RunDir.open(run_dir)
-    texts = _test_texts(run_dir)
+    texts = texts_of_test_split(run_dir)
     export = export_run(run, "best") if engine == "tf" else export_onnx_run(run, "best", engine == "onnx-int8")
     model = load_export(export, threads)
     model.warm_up(64)

@@ -39,7 +39,7 @@ def run(run_dir: Path, concurrency: list[int], seconds: float, soak: float, serv
         engine: str = "tf") -> dict:
     if not shutil.which("wrk"):
         raise SystemExit("serve: needs wrk, an HTTP load generator (Debian: apt-get install wrk)")
-    texts = _test_texts(run_dir)
+    texts = texts_of_test_split(run_dir)
     offline, expected = _offline(run_dir, texts, engine)
     server_args = [*server_args, "--engine", engine]
     print(f"offline (sft predict path): {offline:.0f} texts/s on {len(texts)} test texts", file=sys.stderr)
@@ -65,7 +65,8 @@ def run(run_dir: Path, concurrency: list[int], seconds: float, soak: float, serv
     return result
 
 
-def _test_texts(run_dir: Path) -> list[str]:
+def texts_of_test_split(run_dir: Path) -> list[str]:
+    """The texts of the run's test split, in file order."""
     from sft.data.example import read_jsonl
     from sft.data.prepared import PreparedDir
     from sft.rundir import RunDir

@@ -26,7 +26,7 @@ likely to come:
 
 Why several threads: a server's batches are small, and a small batch keeps two
 cores busy badly when each of its matrix products is split between them; two
-batches of 16 at once, a core each, ran 1.2-1.7x the texts of one on both cores
+batches of 16 at once, a core each, ran 1.3-1.8x the texts of one on both cores
 (`scripts/batch_threads.py`, docs/serving.md). A batch of mixed lengths runs as a
 few calls of similar lengths (`length_groups`): padding a batch to its longest
 text cost more than half the model's time on Banking77. What a call is worth in
