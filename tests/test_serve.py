@@ -141,6 +141,19 @@ def test_tf_serving_rest_api_answers_as_the_export_does(client, project):
     assert [r["label"] for r in context["predictions"]] == [r["label"] for r in rows]
 
 
+def test_a_bfloat16_export_freezes_a_signature_on_its_first_call_and_only_those_called(project):
+    from sft.exported import ExportedModel
+
+    model = ExportedModel(project / "run" / "export" / "best", bfloat16=True)
+    assert model._callable == {}  # a frozen copy of the graph costs memory: none until called
+    probabilities = model.probabilities(["hello there"], [""])
+    assert set(model._callable) == {"classify_dialogue"}  # the project's model reads context
+    ids = {"input_word_ids": [[2, 7, 3]], "input_mask": [[1, 1, 1]], "input_type_ids": [[0, 0, 0]]}
+    outputs = model.run_signature("classify_ids", ids)
+    assert set(model._callable) == {"classify_dialogue", "classify_ids"}
+    assert outputs["probabilities"].shape == probabilities.shape
+
+
 def test_tf_serving_status_and_metadata(client):
     status = client.get("/v1/models/intents").json()
     assert status == {"model_version_status": [{"version": "1", "state": "AVAILABLE",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import logging
 import re
@@ -89,6 +90,7 @@ class _Server:
             # one, every few seconds under load, stopped the event loop for.
             gc.collect()
             gc.freeze()
+            _return_freed_memory()
         except Exception as e:  # a bad export, a damaged run: the server says why and stops
             loop.call_soon_threadsafe(self._failed, e)
             return
@@ -180,6 +182,14 @@ class _Server:
         if asked.rows:
             return JSONResponse({"predictions": [{k: v[i] for k, v in outputs.items()} for i in range(len(asked))]})
         return JSONResponse({"outputs": outputs})
+
+
+def _return_freed_memory() -> None:
+    """Loading and freezing a graph frees much more than the model keeps, and glibc's allocator
+    holds what is freed for reuse: hand it back, so that resident memory is what serving uses
+    (0.6-0.7 GB of 2.4-2.9 with a bfloat16 `tf` export). A no-op without glibc."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def signature_outputs(probabilities: np.ndarray, labels: list[str], fallback: Fallback) -> dict[str, list]:
