@@ -7,9 +7,9 @@ texts as the server would run them, in process, without HTTP: shuffled (seeded) 
 batches of 8, 16 and 32 as requests arrive, each batch cut into calls of similar lengths
 by `sft.serve.batcher.length_groups` (a call priced as the server measures it), and the
 calls of as many batches at once as there are model threads; beside them, all the texts
-sorted by length into batches of 64, as `sft predict` runs them. Texts/s, the best of `--rounds`. Each split runs in a process of
-its own, since TensorFlow's thread pools are set once a process (the export served is
-the run's, exported as `sft serve` would).
+sorted by length into batches of 64, as `sft predict` runs them. Texts/s, the best of
+`--rounds`. Each split runs in a process of its own, since TensorFlow's thread pools are
+set once a process (the export served is the run's, exported as `sft serve` would).
 """
 
 from __future__ import annotations
@@ -100,10 +100,11 @@ def measure(run_dir: Path, engine: str, calls: int, threads: int, rounds: int) -
             best = max(best, len(texts) / (time.perf_counter() - started))
         return best
 
+    def grouped(batch: list[str]):
+        return run_grouped(model.probabilities, batch, [""] * len(batch), 64, call_cost)
+
     shuffled = random.Random(0).sample(texts, len(texts))
-    result = {str(b): texts_per_s([shuffled[i : i + b] for i in range(0, len(texts), b)],
-                                  lambda batch: run_grouped(model.probabilities, batch, [""] * len(batch), 64, call_cost))
-              for b in BATCHES}
+    result = {str(b): texts_per_s([shuffled[i : i + b] for i in range(0, len(texts), b)], grouped) for b in BATCHES}
     by_length = sorted(texts, key=len)
     result["sorted"] = texts_per_s([by_length[i : i + 64] for i in range(0, len(texts), 64)],
                                    lambda batch: model.probabilities(batch))

@@ -121,7 +121,8 @@ class ExportedModel:
         tf = self._tf
         specs = self.saved.signatures[name].structured_input_signature[1]
         try:
-            outputs = self._signature(name)(**{key: tf.constant(values, specs[key].dtype) for key, values in columns.items()})
+            inputs = {key: tf.constant(values, specs[key].dtype) for key, values in columns.items()}
+            outputs = self._signature(name)(**inputs)
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
             message = getattr(e, "message", str(e))
             found = re.search(r"indices\[[^\]]*\] = -?\d+ is not in \[\d+, \d+\)", message)

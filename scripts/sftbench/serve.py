@@ -3,7 +3,8 @@
 1. Offline: the run's test texts through the `sft predict` path in this process
    (length-sorted batches of 64), the fastest of three passes after a warm-up,
    with the engine the server runs (`--engine`).
-2. `sft serve --run-dir RUN` in a child process on a free loopback port.
+2. `sft serve --run-dir RUN` in a child process on a free loopback port; its resident
+   memory once ready.
 3. Parity: every test text sent to POST /v1/classify (16 a request, 8 at a
    time), each answer compared with `sft predict`'s. Then each bad request of
    `BAD_REQUESTS`, with the server's default limits: the status and error it
@@ -44,6 +45,8 @@ def run(run_dir: Path, concurrency: list[int], seconds: float, soak: float, serv
     server_args = [*server_args, "--engine", engine]
     print(f"offline (sft predict path): {offline:.0f} texts/s on {len(texts)} test texts", file=sys.stderr)
     with tempfile.TemporaryDirectory() as scratch, _Server(run_dir, server_args) as server:
+        ready_mb = server.rss_mb()
+        print(f"resident memory when ready: {ready_mb:,.0f} MB", file=sys.stderr)
         bodies = Path(scratch) / "bodies.txt"
         bodies.write_text("".join(json.dumps({"texts": [t]}) + "\n" for t in texts), encoding="utf-8")
         parity = _parity(server.port, texts, expected)
@@ -55,8 +58,8 @@ def run(run_dir: Path, concurrency: list[int], seconds: float, soak: float, serv
             levels.append(_load(server, bodies, c, seconds))
             levels[-1]["of_offline"] = levels[-1]["requests_per_s"] / offline
             print(_row(levels[-1]), file=sys.stderr)
-        result = {"offline_texts_per_s": offline, "test_texts": len(texts), "parity": parity,
-                  "bad_requests": refusals, "load": levels}
+        result = {"offline_texts_per_s": offline, "test_texts": len(texts), "rss_ready_mb": ready_mb,
+                  "parity": parity, "bad_requests": refusals, "load": levels}
         if soak:
             result["soak"] = _soak(server, bodies, 64, soak)
             print(f"soak: {result['soak']}", file=sys.stderr)
