@@ -144,7 +144,10 @@ class ExportedModel:
     def _signature(self, name: str):
         """Signature `name`, called with keyword arguments. Where bfloat16 runs, its weights are
         frozen into bfloat16 constants on its first call, and only then: a frozen signature holds
-        about 0.6 GB more (MiniLM-L6), and most servers only ever call one."""
+        about 0.6 GB more (MiniLM-L6), and most servers only ever call one. The lock is taken
+        only to freeze, so that the signatures already frozen answer meanwhile."""
+        if (function := self._callable.get(name)) is not None:
+            return function
         with self._freezing:
             if name not in self._callable:
                 from sft import precision
