@@ -201,3 +201,15 @@ def test_weights_cast_once_to_bfloat16_answer_as_float32_does(tiny):
     cast_once = Engine(model, preprocessor, 32, bfloat16=True).split_probabilities(split)
     np.testing.assert_allclose(cast_once, exact, atol=0.02)
     assert (cast_once.argmax(-1) == exact.argmax(-1)).mean() >= 0.9
+
+
+def test_weights_cast_once_bind_each_input_by_its_name_and_format_none(monkeypatch):
+    """Three inputs of one shape, told apart only by name; a call formats no tensor (TensorFlow
+    formats every input when a structured binding fails: a quarter millisecond a call)."""
+    weight = tf.Variable(1.0)
+    spec = {name: tf.TensorSpec([None], tf.float32, name=name) for name in ("b", "c", "a")}
+    function = tf.function(lambda a, b, c: {"digits": weight * (100 * a + 10 * b + c)}).get_concrete_function(**spec)
+    frozen = precision.cast_once(function)
+    monkeypatch.setattr(type(tf.constant(0.0)), "__repr__", lambda tensor: pytest.fail("an input was formatted"))
+    answer = frozen(c=tf.constant([3.0]), a=tf.constant([1.0]), b=tf.constant([2.0]))
+    assert answer["digits"].numpy().tolist() == [123.0]
