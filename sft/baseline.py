@@ -85,11 +85,12 @@ class Embedder:
         """[n, hidden] embeddings and [n] class ids of the examples whose label the run knows."""
         encoded = inputs.encode(self.preprocessor, examples, {label: i for i, label in enumerate(labels)},
                                 self.config.data.context_turns)
-        dataset, order = inputs.eval_batches(encoded, self.preprocessor, 64, self.config.model.max_seq_length)
-        batches = [self._pooled(features).numpy() for features, _ in dataset]
-        features = np.zeros((len(encoded), batches[0].shape[-1] if batches else 0), np.float32)
-        if batches:
-            features[order] = np.concatenate(batches)
+        batches = [(rows, self._pooled(features).numpy())
+                   for rows, features in inputs.eval_batches(encoded, self.preprocessor, 64,
+                                                             self.config.model.max_seq_length)]
+        features = np.zeros((len(encoded), batches[0][1].shape[-1] if batches else 0), np.float32)
+        for rows, pooled in batches:
+            features[rows] = pooled
         known = encoded.labels >= 0
         return features[known], encoded.labels[known]
 

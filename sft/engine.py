@@ -45,11 +45,9 @@ class Engine:
 
     def split_probabilities(self, split: inputs.EncodedSplit) -> np.ndarray:
         """[n, classes] probabilities, row i for example i of `split` (tokenised once, as validation is)."""
-        dataset, order = inputs.eval_batches(split, self.preprocessor, BATCH_SIZE, self.max_seq_length,
-                                             length_multiple=inputs.LENGTH_MULTIPLE if self.xla else 1)
         result = np.empty((len(split), self.model.output_shape[-1]), np.float32)
-        batches = [self._forward(features).numpy() for features, _ in dataset]
-        if batches:
-            result[order] = np.concatenate(batches)
+        for rows, features in inputs.eval_batches(split, self.preprocessor, BATCH_SIZE, self.max_seq_length,
+                                                  length_multiple=inputs.LENGTH_MULTIPLE if self.xla else 1):
+            result[rows] = self._forward(features).numpy()
         return result
 

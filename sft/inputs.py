@@ -131,17 +131,23 @@ def train_dataset(split: EncodedSplit, preprocessor, plan: EpochPlan, max_seq_le
 
 
 def eval_batches(split: EncodedSplit, preprocessor, batch_size: int, max_seq_length: int, length_multiple: int = 1):
-    """Batches sorted by length (least padding); returns the dataset and the example order."""
+    """`(rows, features)` for each batch, sorted by length (least padding); `rows` are the
+    batch's examples' places in `split`.
+
+    Packed a batch at a time between the model's calls, not by tf.data: beside a live tf.data
+    iterator, a bfloat16 model ran about a third of its passes on one core at a time (both
+    intra-op threads taking turns; docs/experiments.md, 2026-12-06)."""
     order = np.argsort(split.lengths, kind="stable")
-    batches = _index_batches(order, batch_size)
-    return _packed(split, preprocessor, batches, max_seq_length, length_multiple=length_multiple), order
+    text_ids, context_ids = split.text_ids, split.context_ids
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+    def pack(index):
+        context = tf.gather(context_ids, index) if context_ids is not None else None
+        return pack_batch(preprocessor, tf.gather(text_ids, index), context, max_seq_length, length_multiple)
 
-def _index_batches(order: np.ndarray, batch_size: int) -> np.ndarray:
-    """[num_batches, batch_size] example indices; the last batch padded with -1."""
-    padded = np.full(-(-len(order) // batch_size) * batch_size, -1, np.int64)
-    padded[: len(order)] = order
-    return padded.reshape(-1, batch_size)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield rows, pack(rows)
 
 
 def _packed(split: EncodedSplit, preprocessor, batches: np.ndarray, max_seq_length: int,

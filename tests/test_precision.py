@@ -158,10 +158,19 @@ def test_train_plans_the_precision_the_hardware_allows(tmp_path, tiny_hub, monke
         assert f"precision: {chosen} (" in result.stderr
 
 
+def test_evaluation_batches_hold_every_example_once_shortest_first(tiny):
+    _, _, preprocessor, split = tiny
+    batches = list(inputs.eval_batches(split, preprocessor, 2, 32))
+    rows = np.concatenate([rows for rows, _ in batches])
+    assert sorted(rows) == list(range(len(split)))
+    assert list(split.lengths[rows]) == sorted(split.lengths)
+    assert [len(rows) for rows, _ in batches] == [features["input_word_ids"].shape[0] for _, features in batches]
+
+
 def test_xla_pads_batches_to_a_few_lengths(tiny):
     _, _, preprocessor, split = tiny
     lengths = {features["input_word_ids"].shape[1]
-               for features, _ in inputs.eval_batches(split, preprocessor, 2, 6, length_multiple=4)[0]}
+               for _, features in inputs.eval_batches(split, preprocessor, 2, 6, length_multiple=4)}
     assert lengths == {4, 6}  # rounded up to a multiple of 4, capped at the longest allowed
 
 
